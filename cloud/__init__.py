@@ -1,0 +1,1 @@
+"""The cloud consumer: validate, account, detect, alert, and write time series."""

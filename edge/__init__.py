@@ -1,0 +1,1 @@
+"""The gateway agent: poll sensors, decode by profile, flag quality, store, publish over MQTT."""

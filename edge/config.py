@@ -1,0 +1,160 @@
+"""Gateway config: which buses, which sensors on them, where to publish.
+
+Validated completely at load (types by msgspec, cross references here), so that a technician
+sees every mistake before the agent touches a serial port.  Errors name file, entity, field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from edge.profiles import Profile, load_profiles
+from wire import configfile
+from wire.configfile import ConfigError
+from wire.ids import Ident
+from wire.mqttconf import MqttConfig, check_url
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class ModbusTcpBus(msgspec.Struct, tag="modbus_tcp", forbid_unknown_fields=True, frozen=True):
+    id: Ident
+    host: str
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 502
+    timeout: Positive = 1.0  # seconds per request
+    retries: Annotated[int, msgspec.Meta(ge=0, le=5)] = 1
+    pause: NonNegative = 0.0  # seconds between requests on this bus
+
+
+class ModbusRtuBus(msgspec.Struct, tag="modbus_rtu", forbid_unknown_fields=True, frozen=True):
+    id: Ident
+    port: str  # /dev/ttyUSB0, /dev/ttyS1, or a pty path in tests
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    bytesize: Literal[7, 8] = 8
+    stopbits: Literal[1, 2] = 1
+    timeout: Positive = 0.5
+    retries: Annotated[int, msgspec.Meta(ge=0, le=5)] = 1
+    pause: NonNegative = 0.05  # RS-485 turnaround and slave recovery time between requests
+
+
+class AsciiSerialBus(msgspec.Struct, tag="ascii_serial", forbid_unknown_fields=True, frozen=True):
+    id: Ident
+    port: str
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    bytesize: Literal[7, 8] = 8
+    stopbits: Literal[1, 2] = 1
+    timeout: Positive = 2.0  # how long to wait for a (complete) answer
+    pause: NonNegative = 0.0
+
+
+Bus = ModbusTcpBus | ModbusRtuBus | AsciiSerialBus
+
+
+class SensorConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    id: Ident
+    profile: Ident  # model id of a file in the profiles folder
+    bus: Ident
+    site: Ident | None = None  # informational on the edge; the cloud registry is authoritative
+    unit_id: Annotated[int, msgspec.Meta(ge=0, le=247)] | None = None  # Modbus slave / unit id
+    interval: Positive = 60.0  # sampling interval, seconds
+    mounting_height: Positive | None = None  # metres, for distance-to-depth snow sensors
+    # Report policy (first version): report every sample.  Deadband/heartbeat/fast mode: issue 4.
+
+
+class OutboxConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    path: str = "/var/lib/bosai/outbox.sqlite"
+
+
+class PublishConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    # Readings are grouped into one message per `batch_interval` seconds (or `max_batch` readings).
+    batch_interval: Positive = 1.0
+    max_batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 200
+
+
+class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    tenant: Ident
+    gateway: Ident
+    mqtt: MqttConfig
+    buses: Annotated[list[Bus], msgspec.Meta(min_length=1)]
+    sensors: Annotated[list[SensorConfig], msgspec.Meta(min_length=1)]
+    outbox: OutboxConfig = OutboxConfig()
+    publish: PublishConfig = PublishConfig()
+    profiles_dir: str = "../profiles"  # relative to this file
+
+
+class LoadedGateway(msgspec.Struct, frozen=True):
+    """A validated config together with the profiles its sensors use."""
+
+    path: str
+    config: GatewayConfig
+    profiles: dict[str, Profile]
+
+    def bus(self, bus_id: str) -> Bus:
+        return next(b for b in self.config.buses if b.id == bus_id)
+
+
+def load_gateway(path: str | Path) -> LoadedGateway:
+    """Load and cross-check a gateway config; raise ConfigError naming file, entity, field."""
+    path = Path(path)
+    cfg = configfile.load(path, GatewayConfig)
+    profiles_dir = (path.parent / cfg.profiles_dir).resolve()
+    if not profiles_dir.is_dir():
+        raise ConfigError(path, "field 'profiles_dir'", f"folder {profiles_dir} does not exist")
+    profiles = load_profiles(profiles_dir)
+
+    bus_by_id: dict[str, Bus] = {}
+    for i, bus in enumerate(cfg.buses):
+        if bus.id in bus_by_id:
+            raise ConfigError(path, f"buses[{i}] (id {bus.id!r}): field 'id'", "duplicate bus id")
+        bus_by_id[bus.id] = bus
+    url_problem = check_url(cfg.mqtt)
+    if url_problem:
+        raise ConfigError(path, "mqtt: field 'url'", url_problem)
+
+    seen: set[str] = set()
+    used_slaves: dict[tuple[str, int], str] = {}
+    for i, s in enumerate(cfg.sensors):
+        where = f"sensors[{i}] (id {s.id!r})"
+        if s.id in seen:
+            raise ConfigError(path, f"{where}: field 'id'", "duplicate sensor id")
+        seen.add(s.id)
+        if s.bus not in bus_by_id:
+            raise ConfigError(path, f"{where}: field 'bus'", f"no bus with id {s.bus!r}")
+        if s.profile not in profiles:
+            raise ConfigError(
+                path, f"{where}: field 'profile'", f"no profile {s.profile!r} in {profiles_dir}"
+            )
+        prof = profiles[s.profile]
+        bus = bus_by_id[s.bus]
+        if prof.protocol == "modbus":
+            if not isinstance(bus, ModbusTcpBus | ModbusRtuBus):
+                raise ConfigError(path, f"{where}: field 'bus'", f"profile {prof.model!r} needs a Modbus bus")
+            if s.unit_id is None:
+                raise ConfigError(path, f"{where}: field 'unit_id'", "required for Modbus sensors")
+            key = (s.bus, s.unit_id)
+            if key in used_slaves:
+                raise ConfigError(
+                    path, f"{where}: field 'unit_id'", f"{s.unit_id} is already used by {used_slaves[key]!r}"
+                )
+            used_slaves[key] = s.id
+            points_need_height = any(p.distance_to_depth for p in prof.modbus.points) if prof.modbus else False
+        else:
+            if not isinstance(bus, AsciiSerialBus):
+                raise ConfigError(path, f"{where}: field 'bus'", f"profile {prof.model!r} needs an ascii_serial bus")
+            if any(o.bus == s.bus for o in cfg.sensors[:i]):
+                raise ConfigError(
+                    path, f"{where}: field 'bus'", "an ASCII serial line serves one device (RS-232 is point to point)"
+                )
+            points_need_height = any(p.distance_to_depth for p in prof.ascii.points) if prof.ascii else False
+        if points_need_height and s.mounting_height is None:
+            raise ConfigError(
+                path, f"{where}: field 'mounting_height'", f"profile {prof.model!r} measures distance to the "
+                "surface; give the sensor's height above the ground in metres"
+            )
+    return LoadedGateway(str(path), cfg, profiles)

@@ -1,0 +1,109 @@
+"""Loading YAML config files into typed structs, with errors that say where.
+
+Every config error names the file, the entity and the field, e.g.
+
+    firmware_configs/gateways/gw01.yaml: sensors[2] (id 'river-01'): field 'unit_id': Expected `int`, got `str`
+
+and is raised at load time, before anything connects.  Both the edge and the cloud use this.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A config file is unusable.  `str(err)` is the message to show the user."""
+
+    def __init__(self, path: str | Path, where: str, message: str) -> None:
+        self.path = str(path)
+        self.where = where
+        self.message = message
+        super().__init__(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
+
+
+def read_yaml(path: str | Path) -> Any:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(p, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(p, "", f"cannot read: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(p, where, f"invalid YAML: {problem}") from None
+
+
+def load(path: str | Path, type_: type[T]) -> T:
+    """Read `path` and convert it to `type_` (a msgspec Struct), or raise ConfigError."""
+    raw = read_yaml(path)
+    if raw is None:
+        raise ConfigError(path, "", "file is empty")
+    return convert(raw, type_, path)
+
+
+def convert(raw: Any, type_: type[T], path: str | Path) -> T:
+    try:
+        return msgspec.convert(raw, type_, strict=True)
+    except msgspec.ValidationError as exc:
+        raise located_error(path, raw, str(exc)) from None
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
+_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\[(?:'|\")(.*?)(?:'|\")\]")
+
+
+def located_error(path: str | Path, raw: Any, msgspec_message: str) -> ConfigError:
+    """Turn msgspec's `... - at `$.sensors[2].unit_id`` into file / entity / field wording."""
+    m = _AT.match(msgspec_message)
+    assert m is not None
+    message = m.group("msg")
+    json_path = m.group("path") or "$"
+    steps: list[str | int] = []
+    for step in _STEP.finditer(json_path[1:]):
+        key, index, quoted = step.groups()
+        steps.append(int(index) if index is not None else (key if key is not None else quoted))
+    # "Object contains unknown field `x`" names the field in the message, not in the path.
+    unknown = re.match(r"Object contains unknown field `(.+)`", message)
+    if unknown:
+        steps.append(unknown.group(1))
+        message = "unknown field (check spelling)"
+    missing = re.match(r"Object missing required field `(.+)`", message)
+    if missing:
+        steps.append(missing.group(1))
+        message = "required field is missing"
+    return ConfigError(path, describe_location(raw, steps), message)
+
+
+def describe_location(raw: Any, steps: list[str | int]) -> str:
+    """`sensors[2] (id 'river-01'): field 'unit_id'` for steps ['sensors', 2, 'unit_id']."""
+    parts: list[str] = []
+    node: Any = raw
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        if isinstance(step, int):
+            label = f"[{step}]"
+            child = node[step] if isinstance(node, list) and step < len(node) else None
+            if isinstance(child, dict) and isinstance(child.get("id"), str):
+                label += f" (id {child['id']!r})"
+            if parts:
+                parts[-1] += label
+            else:
+                parts.append(label)
+            node = child
+        else:
+            parts.append(f"field {step!r}" if last else step)
+            node = node.get(step) if isinstance(node, dict) else None
+    return ": ".join(parts) if parts else "top level"

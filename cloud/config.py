@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
@@ -58,6 +58,8 @@ class ConsumerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     validation: ValidationConfig = ValidationConfig()
     alerts: AlertsConfig = AlertsConfig()
     quarantine_path: str | None = "quarantine.jsonl"  # rejected messages with their reason
+    # A second store receiving the same lines, e.g. a local lpfile copy next to InfluxDB.
+    archive: Store | None = None
 
 
 def load_consumer_config(path: str | Path) -> ConsumerConfig:

@@ -6,6 +6,7 @@ physical range, and the alert thresholds of each measured kind.  See docs/regist
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -101,7 +102,12 @@ def load_registry(path: str | Path) -> Registry:
         if tenant not in tenants:
             raise ConfigError(path, f"{where}: field 'tenant'", f"no tenant {tenant!r}")
 
-    for kind, items in (("sites", data.sites), ("gateways", data.gateways), ("sensors", data.sensors)):
+    groups: tuple[tuple[str, Sequence[Site | Gateway | Sensor]], ...] = (
+        ("sites", data.sites),
+        ("gateways", data.gateways),
+        ("sensors", data.sensors),
+    )
+    for kind, items in groups:
         seen.clear()
         for i, item in enumerate(items):
             where = f"{kind}[{i}] (id {item.id!r})"
@@ -116,7 +122,9 @@ def load_registry(path: str | Path) -> Registry:
         if (s.tenant, s.site) not in site_ids:
             raise ConfigError(path, f"{where}: field 'site'", f"no site {s.site!r} in tenant {s.tenant!r}")
         if (s.tenant, s.gateway) not in gw_ids:
-            raise ConfigError(path, f"{where}: field 'gateway'", f"no gateway {s.gateway!r} in tenant {s.tenant!r}")
+            raise ConfigError(
+                path, f"{where}: field 'gateway'", f"no gateway {s.gateway!r} in tenant {s.tenant!r}"
+            )
         for kind_name, ch in s.channels.items():
             cw = f"{where}: channels: {kind_name}"
             levels = [t.level for t in ch.thresholds]
@@ -126,7 +134,9 @@ def load_registry(path: str | Path) -> Registry:
             ordered = sorted(values, reverse=ch.direction == "falling")
             if values != ordered:
                 raise ConfigError(
-                    path, f"{cw}: field 'thresholds'", f"values must grow with the level for direction {ch.direction!r}"
+                    path,
+                    f"{cw}: field 'thresholds'",
+                    f"values must grow with the level for direction {ch.direction!r}",
                 )
             if ch.range is not None and ch.range[0] >= ch.range[1]:
                 raise ConfigError(path, f"{cw}: field 'range'", "min must be below max")

@@ -68,7 +68,9 @@ class SensorConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class OutboxConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    path: str = "/var/lib/bosai/outbox.sqlite"
+    path: str = "/var/lib/bosai/outbox.sqlite"  # relative paths are relative to this file
+    # When an outage fills the outbox, the oldest messages are dropped (and counted).
+    max_messages: Annotated[int, msgspec.Meta(ge=1)] = 100_000
 
 
 class PublishConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -97,6 +99,11 @@ class LoadedGateway(msgspec.Struct, frozen=True):
 
     def bus(self, bus_id: str) -> Bus:
         return next(b for b in self.config.buses if b.id == bus_id)
+
+    def resolve(self, p: str) -> Path:
+        """A path from the config file: relative paths are relative to that file."""
+        path = Path(p)
+        return path if path.is_absolute() else Path(self.path).parent / path
 
 
 def load_gateway(path: str | Path) -> LoadedGateway:
@@ -143,16 +150,20 @@ def load_gateway(path: str | Path) -> LoadedGateway:
                     path, f"{where}: field 'unit_id'", f"{s.unit_id} is already used by {used_slaves[key]!r}"
                 )
             used_slaves[key] = s.id
-            points_need_height = any(p.distance_to_depth for p in prof.modbus.points) if prof.modbus else False
+            needs_height = prof.modbus is not None and any(p.distance_to_depth for p in prof.modbus.points)
         else:
             if not isinstance(bus, AsciiSerialBus):
-                raise ConfigError(path, f"{where}: field 'bus'", f"profile {prof.model!r} needs an ascii_serial bus")
+                raise ConfigError(
+                    path, f"{where}: field 'bus'", f"profile {prof.model!r} needs an ascii_serial bus"
+                )
             if any(o.bus == s.bus for o in cfg.sensors[:i]):
                 raise ConfigError(
-                    path, f"{where}: field 'bus'", "an ASCII serial line serves one device (RS-232 is point to point)"
+                    path,
+                    f"{where}: field 'bus'",
+                    "an ASCII serial line serves one device (RS-232 is point to point)",
                 )
-            points_need_height = any(p.distance_to_depth for p in prof.ascii.points) if prof.ascii else False
-        if points_need_height and s.mounting_height is None:
+            needs_height = prof.ascii is not None and any(p.distance_to_depth for p in prof.ascii.points)
+        if needs_height and s.mounting_height is None:
             raise ConfigError(
                 path, f"{where}: field 'mounting_height'", f"profile {prof.model!r} measures distance to the "
                 "surface; give the sensor's height above the ground in metres"

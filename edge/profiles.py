@@ -130,7 +130,9 @@ def _check(p: Profile, path: str | Path) -> None:
                     raise ConfigError(
                         path, f"ascii: points[{i}]: field {field!r}", f"no regex group named {g!r}"
                     )
-    points: list[ModbusPoint | AsciiPoint] = list(p.modbus.points if p.modbus else p.ascii.points if p.ascii else [])
+    points: list[ModbusPoint | AsciiPoint] = list(
+        p.modbus.points if p.modbus else p.ascii.points if p.ascii else []
+    )
     for i, point in enumerate(points):
         if point.distance_to_depth and point.unit not in LENGTH_UNITS_PER_METRE:
             raise ConfigError(path, f"points[{i}]: field 'unit'", "distance_to_depth needs unit m, cm or mm")

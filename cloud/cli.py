@@ -1,0 +1,126 @@
+"""`bosai cloud`: run the cloud consumer or check its config.  Heavy imports happen in handlers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+STATS_EVERY_S = 10.0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "cloud",
+        help="the cloud consumer: validate telemetry, store it, raise alerts",
+        description="The cloud consumer: subscribes to gateway telemetry, validates it against the registry, "
+        "writes it to the time-series store and raises alerts at the registered thresholds.",
+    )
+    cmds = p.add_subparsers(dest="cloud_command", metavar="COMMAND", required=True)
+
+    run = cmds.add_parser(
+        "run",
+        help="run the consumer until SIGTERM or Ctrl-C",
+        description="Run the consumer until SIGTERM or Ctrl-C, logging a one-line summary every 10 s.",
+    )
+    run.add_argument("--config", type=Path, required=True, metavar="FILE", help="consumer config (YAML)")
+    run.set_defaults(handler=_run)
+
+    check = cmds.add_parser(
+        "check-config",
+        help="load the consumer config and registry and print a summary",
+        description="Load and validate the consumer config, its registry and its secret files, then print "
+        "a summary.  Connects to nothing.  Exit code 2 if anything is wrong.",
+    )
+    check.add_argument("--config", type=Path, required=True, metavar="FILE", help="consumer config (YAML)")
+    check.add_argument(
+        "--skip-secrets",
+        action="store_true",
+        help="do not check password/token/certificate files (to check a config away from its server)",
+    )
+    check.set_defaults(handler=_check_config)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bosai.cli import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK
+    from cloud.config import load_consumer_config
+    from cloud.consumer import Consumer
+    from wire.configfile import ConfigError
+
+    try:
+        consumer = Consumer(load_consumer_config(args.config), args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+
+    stop = threading.Event()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    consumer.start()
+    interrupted = False
+    try:
+        while not stop.wait(STATS_EVERY_S):
+            log.info("stats: %s", consumer.stats.summary())
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        consumer.stop()
+        signal.signal(signal.SIGTERM, previous)
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from bosai.cli import EXIT_CONFIG, EXIT_OK
+    from cloud.config import InfluxStore, Store, load_consumer_config, resolve
+    from cloud.mqtt import client_id, make_client, subscription
+    from cloud.registry import load_registry
+    from cloud.secretfile import read_secret
+    from wire.configfile import ConfigError
+
+    try:
+        cfg = load_consumer_config(args.config)
+        registry = load_registry(resolve(args.config, cfg.registry))
+        if not args.skip_secrets:
+            make_client(cfg, args.config)  # checks the password file and certificates; connects nothing
+            for name, st in (("store", cfg.store), ("archive", cfg.archive)):
+                if isinstance(st, InfluxStore) and st.token_file:
+                    read_secret(args.config, f"{name}: field 'token_file'", st.token_file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+
+    def describe(store: Store) -> str:
+        if isinstance(store, InfluxStore):
+            return f"InfluxDB {store.url} org {store.org} bucket {store.bucket}"
+        return f"line-protocol files in {resolve(args.config, store.path)}"
+
+    data = registry.data
+    channels = [ch for s in data.sensors for ch in s.channels.values()]
+    print(f"config:       {args.config} OK")
+    print(f"broker:       {cfg.mqtt.url} (MQTT {cfg.mqtt.protocol}, client id {client_id(cfg)})")
+    print(f"subscription: {subscription(cfg)}")
+    print(f"store:        {describe(cfg.store)}")
+    if cfg.archive is not None:
+        print(f"archive:      {describe(cfg.archive)}")
+    print(
+        f"registry:     {resolve(args.config, cfg.registry)}: "
+        f"{len(data.tenants)} tenants, {len(data.sites)} sites, "
+        f"{len(data.gateways)} gateways, {len(data.sensors)} sensors, {len(channels)} channels "
+        f"({sum(1 for ch in channels if ch.thresholds)} with alert thresholds)"
+    )
+    alerts = f"{resolve(args.config, cfg.alerts.log_path)}" + (
+        ", published on MQTT" if cfg.alerts.publish else ""
+    )
+    print(f"alerts:       {alerts}")
+    quarantine = resolve(args.config, cfg.quarantine_path) if cfg.quarantine_path else "off"
+    print(f"quarantine:   {quarantine}")
+    return EXIT_OK

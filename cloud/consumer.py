@@ -1,0 +1,305 @@
+"""The cloud consumer: MQTT in, then ingestion -> store path and detection -> alerting.
+
+Threads:
+- paho's network thread only queues each message (never blocks on processing);
+- the worker thread validates, accounts, detects and alerts, then acknowledges the message
+  (manual PUBACK: a message not yet processed when the consumer stops is redelivered by the
+  broker on the next start, from the persistent session);
+- the store thread (cloud.sink) writes lines, so the database never delays alerts.
+
+A bug while processing one message is counted as reason "internal", quarantined and logged
+with its traceback once per kind; the worker keeps going.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from cloud import mqtt as mqttsetup
+from cloud import points
+from cloud.alerting import Alerting
+from cloud.config import ConsumerConfig, Store, resolve
+from cloud.detection import Detector
+from cloud.ingest import INTERNAL, Ingestor
+from cloud.quarantine import Quarantine
+from cloud.registry import Registry, load_registry
+from cloud.sink import StoreSink
+from cloud.writers import TeeWriter, Writer, open_writer
+from wire import topics
+from wire.alerts import Alert
+from wire.clock import Clock, RealClock
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED_MESSAGES = 50_000  # beyond this paho's thread waits: TCP backpressure to the broker
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclass
+class ConsumerStats:
+    messages: int
+    readings_accepted: int
+    readings_rejected: int  # readings rejected one by one (message-level rejections: messages_rejected)
+    rejected_by_reason: dict[str, int]  # every rejection, message- or reading-level
+    lines_written: int
+    write_errors: int
+    alerts: int
+    lost: int
+    duplicated: int
+    reordered: int
+    messages_rejected: int = 0
+    security_events: int = 0  # readings of sensors not registered to the sending gateway
+    rejected_by_gateway: dict[str, dict[str, int]] = field(default_factory=dict)  # "tenant/gateway"
+
+    def summary(self) -> str:
+        reasons = ",".join(f"{k}={v}" for k, v in sorted(self.rejected_by_reason.items())) or "none"
+        return (
+            f"messages={self.messages} accepted={self.readings_accepted} rejected={reasons} "
+            f"written={self.lines_written} write_errors={self.write_errors} alerts={self.alerts} "
+            f"lost={self.lost} duplicated={self.duplicated} reordered={self.reordered}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    topic: str
+    payload: bytes
+    received: float
+    mid: int
+    qos: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Barrier:
+    done: threading.Event
+
+
+_STOP = object()
+
+
+class Consumer:
+    def __init__(
+        self,
+        config: ConsumerConfig,
+        config_path: Path,
+        registry: Registry | None = None,
+        *,
+        store_override: Store | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """Validate everything that can be validated without a network; raises ConfigError."""
+        self.config = config
+        self.config_path = Path(config_path)
+        self.registry = registry or load_registry(resolve(config_path, config.registry))
+        self.clock: Clock = clock or RealClock()
+        self.on_alert: list[Callable[[Alert], None]] = []
+        self.subscription = mqttsetup.subscription(config)
+
+        self._client = mqttsetup.make_client(config, self.config_path)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._client.on_disconnect = self._on_disconnect
+
+        self._writer: Writer = open_writer(store_override or config.store, self.config_path)
+        if config.archive is not None:
+            self._writer = TeeWriter(self._writer, open_writer(config.archive, self.config_path))
+        self._sink = StoreSink(self._writer)
+        qpath = resolve(config_path, config.quarantine_path) if config.quarantine_path else None
+        self._quarantine = Quarantine(qpath)
+        self._ingestor = Ingestor(self.registry, config.validation, self._quarantine)
+        self._detector = Detector()
+        self._alerting = Alerting(
+            resolve(config_path, config.alerts.log_path),
+            self._publish_alert if config.alerts.publish else None,
+            self._sink.put,
+            self.on_alert,
+        )
+
+        self._lock = threading.RLock()  # the worker's state vs. stats readers (hooks may read stats)
+        self._queue: queue.Queue[_Message | _Barrier | object] = queue.Queue(MAX_QUEUED_MESSAGES)
+        self._worker: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._connected = False
+        self._connect_problem: str | None = None
+        self._stopping = False
+        self._stopped = False
+        self._publishes: deque[mqtt.MQTTMessageInfo] = deque()
+        self._logged_errors: set[str] = set()
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        self._worker = threading.Thread(target=self._run, name="bosai-consumer", daemon=True)
+        self._worker.start()
+        mqttsetup.connect(self._client, self.config)
+        self._client.loop_start()
+        log.info("consumer connecting to %s, subscription %s", self.config.mqtt.url, self.subscription)
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
+
+    def drain(self, timeout: float) -> None:
+        """Wait until everything received so far is processed and flushed to the store."""
+        done = threading.Event()
+        if self._worker is not None and self._worker.is_alive():
+            self._queue.put(_Barrier(done))
+        else:
+            self._sink.mark(done)
+        if not done.wait(timeout):
+            log.warning("drain: not done within %.1f s", timeout)
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping = True  # from now on messages are left unacknowledged, for redelivery
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        if self._worker is not None:
+            self._queue.put(_STOP)
+            self._worker.join(STOP_TIMEOUT_S)
+        self._sink.close(max(1.0, deadline - time.monotonic()))
+        self._wait_publishes(deadline)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._alerting.close()
+        self._quarantine.close()
+        log.info("consumer stopped: %s", self.stats.summary())
+
+    @property
+    def stats(self) -> ConsumerStats:
+        with self._lock:
+            ing = self._ingestor
+            lost, duplicated, reordered = ing.sequences.totals()
+            return ConsumerStats(
+                messages=ing.messages,
+                readings_accepted=ing.readings_accepted,
+                readings_rejected=ing.readings_rejected,
+                rejected_by_reason=dict(ing.by_reason),
+                lines_written=self._writer.written,
+                write_errors=self._writer.failed + self._sink.lost,
+                alerts=self._alerting.count,
+                lost=lost,
+                duplicated=duplicated,
+                reordered=reordered,
+                messages_rejected=ing.messages_rejected,
+                security_events=ing.security_events,
+                rejected_by_gateway={k: dict(v) for k, v in ing.by_gateway.items()},
+            )
+
+    # --- processing (worker thread; callable directly in tests) ---
+
+    def process_message(self, topic: str, payload: bytes, received: float | None = None) -> None:
+        """Validate, store and evaluate one telemetry message.  Never raises."""
+        received = self.clock.now() if received is None else received
+        with self._lock:
+            try:
+                result = self._ingestor.process(topic, payload, received)
+                if result is None:
+                    return
+                self._sink.put([points.reading_line(a.reading, a.sensor, a.site) for a in result.accepted])
+                for a in result.accepted:
+                    alert = self._detector.evaluate(a.reading, a.sensor, a.site, a.channel)
+                    if alert is not None:
+                        self._alerting.handle(alert)
+            except Exception as exc:
+                self._internal_error(topic, payload, received, exc)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            if isinstance(item, _Barrier):
+                self._sink.mark(item.done)
+            elif isinstance(item, _Message):
+                self.process_message(item.topic, item.payload, item.received)
+                try:
+                    self._client.ack(item.mid, item.qos)
+                except Exception as exc:  # a lost connection: the broker redelivers the message
+                    log.debug("ack of message %d failed: %s", item.mid, exc)
+
+    def _internal_error(self, topic: str, payload: bytes, received: float, exc: Exception) -> None:
+        where = topics.parse_gateway_topic(topic)
+        gw_key = f"{where.tenant}/{where.gateway}" if where else "?"
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        kind = f"{type(exc).__name__} at {frame.filename}:{frame.lineno}" if frame else type(exc).__name__
+        first = kind not in self._logged_errors
+        self._logged_errors.add(kind)
+        log.log(
+            logging.ERROR if first else logging.DEBUG, "internal error on %s (%s)", topic, kind, exc_info=True
+        )
+        try:
+            self._ingestor.reject_message(
+                topic, gw_key, INTERNAL, f"{type(exc).__name__}: {exc}", received, payload
+            )
+        except Exception:
+            log.debug("could not quarantine after an internal error", exc_info=True)
+
+    # --- alerts out ---
+
+    def _publish_alert(self, topic: str, payload: bytes) -> None:
+        info = self._client.publish(topic, payload, qos=1, retain=True)
+        self._publishes.append(info)
+        while self._publishes and self._publishes[0].is_published():
+            self._publishes.popleft()
+
+    def _wait_publishes(self, deadline: float) -> None:
+        for info in self._publishes:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                info.wait_for_publish(left)
+            except (RuntimeError, ValueError):  # not connected / queue full: nothing more to wait for
+                break
+        pending = sum(1 for i in self._publishes if not i.is_published())
+        if pending:
+            log.warning("%d alert publishes not confirmed by the broker at stop", pending)
+
+    # --- paho callbacks (network thread) ---
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if rc.is_failure:
+            # paho retries every few seconds: say it once, then quietly until it changes
+            level = logging.DEBUG if self._connect_problem == str(rc) else logging.ERROR
+            self._connect_problem = str(rc)
+            log.log(level, "broker %s refused the connection: %s", self.config.mqtt.url, rc)
+            return
+        self._connect_problem = None
+        self._connected = True
+        log.info("connected to %s (session present: %s)", self.config.mqtt.url, flags.session_present)
+        client.subscribe(self.subscription, qos=1)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        if any(c.is_failure for c in codes):
+            log.error("broker refused subscription %s: %s (check the broker ACL)", self.subscription, codes)
+            return
+        log.info("subscribed to %s", self.subscription)
+        self._ready.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self._ready.clear()
+        was_connected, self._connected = self._connected, False
+        if was_connected and not self._stopping:
+            log.warning("disconnected from %s: %s; reconnecting", self.config.mqtt.url, rc)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._stopping:
+            return  # left unacknowledged: the broker redelivers it to the next session
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # brokers enforce UTF-8 topics; quarantine it if one does not
+            topic = repr(msg._topic)
+        self._queue.put(_Message(topic, bytes(msg.payload), self.clock.now(), msg.mid, msg.qos))

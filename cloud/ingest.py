@@ -1,0 +1,156 @@
+"""Ingestion: one MQTT telemetry message in, accepted readings out, every rejection accounted.
+
+Checks, in order (message-level failures reject the whole message):
+1. the topic is `bosai/v1/{tenant}/{gateway}/telemetry`           else topic_mismatch
+2. the payload decodes and validates (wire.telemetry)              else its RejectReason
+3. the payload's tenant and gateway are the topic's                else topic_mismatch
+   (the broker's ACL ties a gateway's credentials to its topic, so this stops a gateway
+   from writing as another one)
+Then per reading (a failure rejects that reading only, the rest are kept):
+4. the sensor is registered to this tenant and gateway             else unknown_sensor (security event)
+5. the kind is one of the sensor's channels                        else unknown_sensor
+6. the unit is the channel's unit                                  else schema
+7. an ok value lies inside the channel's range                     else out_of_range
+
+Every rejection is counted by reason and per gateway and written to the quarantine file.
+Sequence numbers are accounted per gateway (cloud.sequence); duplicates are still passed on,
+because their points overwrite themselves (same sample time) and detection skips old samples.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from cloud.config import ValidationConfig
+from cloud.quarantine import Quarantine
+from cloud.registry import Channel, Registry, Sensor, Site
+from cloud.sequence import SequenceTracker
+from wire import topics
+from wire.telemetry import DecodeError, Quality, Reading, RejectReason, decode_telemetry, encode
+
+log = logging.getLogger(__name__)
+
+INTERNAL = "internal"  # a bug in the consumer, counted like a rejection reason
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    reading: Reading
+    sensor: Sensor
+    site: Site
+    channel: Channel
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    tenant: str
+    gateway: str
+    seq: int
+    seq_status: str  # "new" | "duplicate" | "reordered" | "reset" (cloud.sequence)
+    accepted: list[Accepted]
+
+
+class Ingestor:
+    def __init__(self, registry: Registry, validation: ValidationConfig, quarantine: Quarantine) -> None:
+        self.registry = registry
+        self.validation = validation
+        self.quarantine = quarantine
+        self.sequences = SequenceTracker()
+        self.messages = 0
+        self.messages_rejected = 0
+        self.readings_accepted = 0
+        self.readings_rejected = 0
+        self.security_events = 0
+        self.by_reason: Counter[str] = Counter()
+        self.by_gateway: dict[str, Counter[str]] = {}
+        self._warned_sensors: set[tuple[str, str, str]] = set()
+
+    def process(self, topic: str, payload: bytes, received: float) -> IngestResult | None:
+        """Validate one message; None if it is rejected as a whole.  `received` is clock time."""
+        self.messages += 1
+        where = topics.parse_gateway_topic(topic)
+        if where is None or where.channel != "telemetry":
+            detail = "not a bosai/v1/{tenant}/{gateway}/telemetry topic"
+            self.reject_message(topic, "?", RejectReason.TOPIC_MISMATCH, detail, received, payload)
+            return None
+        gw_key = f"{where.tenant}/{where.gateway}"
+        try:
+            msg = decode_telemetry(
+                payload,
+                now=received,
+                max_future_s=self.validation.max_future_s,
+                max_past_s=self.validation.max_past_s,
+            )
+        except DecodeError as exc:
+            self.reject_message(topic, gw_key, exc.reason, exc.detail, received, payload)
+            return None
+        if msg.tenant != where.tenant or msg.gateway != where.gateway:
+            detail = f"payload says {msg.tenant}/{msg.gateway}, topic says {gw_key}"
+            self.reject_message(topic, gw_key, RejectReason.TOPIC_MISMATCH, detail, received, payload)
+            return None
+
+        seq_status = self.sequences.observe(msg.tenant, msg.gateway, msg.seq)
+        accepted: list[Accepted] = []
+        for i, r in enumerate(msg.readings):
+            problem = self._check_reading(msg.tenant, msg.gateway, r)
+            if isinstance(problem, Accepted):
+                accepted.append(problem)
+                continue
+            reason, detail = problem
+            self.readings_rejected += 1
+            self._count(gw_key, reason)
+            self.quarantine.add(
+                topic=topic,
+                reason=str(reason),
+                detail=f"readings[{i}]: {detail}",
+                received=received,
+                payload=encode(r),
+                seq=msg.seq,
+            )
+        self.readings_accepted += len(accepted)
+        return IngestResult(msg.tenant, msg.gateway, msg.seq, seq_status, accepted)
+
+    def reject_message(
+        self, topic: str, gw_key: str, reason: str, detail: str, received: float, payload: bytes
+    ) -> None:
+        """Count and quarantine a whole message (also used by the consumer for internal errors)."""
+        self.messages_rejected += 1
+        self._count(gw_key, reason)
+        self.quarantine.add(
+            topic=topic, reason=str(reason), detail=detail, received=received, payload=payload
+        )
+        log.debug("rejected message on %s: %s: %s", topic, reason, detail)
+
+    def _check_reading(self, tenant: str, gateway: str, r: Reading) -> Accepted | tuple[str, str]:
+        sensor = self.registry.sensor_for(tenant, gateway, r.sensor)
+        if sensor is None:
+            self.security_events += 1
+            key = (tenant, gateway, r.sensor)
+            if key not in self._warned_sensors:  # once per sensor: a probe must not flood the log
+                self._warned_sensors.add(key)
+                log.warning(
+                    "security: gateway %s/%s sent sensor %r, which is not registered to it",
+                    tenant,
+                    gateway,
+                    r.sensor,
+                )
+            return RejectReason.UNKNOWN_SENSOR, f"sensor {r.sensor!r} is not registered to {tenant}/{gateway}"
+        channel = sensor.channels.get(r.kind)
+        if channel is None:
+            return RejectReason.UNKNOWN_SENSOR, f"sensor {r.sensor!r} has no channel {r.kind!r}"
+        if r.unit != channel.unit:
+            return (
+                RejectReason.SCHEMA,
+                f"{r.sensor}.{r.kind}: unit {r.unit!r}, registry says {channel.unit!r}",
+            )
+        if r.q is Quality.OK and r.value is not None and channel.range is not None:
+            lo, hi = channel.range
+            if not lo <= r.value <= hi:
+                return RejectReason.OUT_OF_RANGE, f"{r.sensor}.{r.kind}: {r.value} outside [{lo}, {hi}]"
+        return Accepted(r, sensor, self.registry.site_of(sensor), channel)
+
+    def _count(self, gw_key: str, reason: str) -> None:
+        self.by_reason[str(reason)] += 1
+        self.by_gateway.setdefault(gw_key, Counter())[str(reason)] += 1

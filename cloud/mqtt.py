@@ -1,0 +1,97 @@
+"""The consumer's paho-mqtt client: TLS, credentials and a persistent session.
+
+The session is persistent (MQTT 5: clean_start False with a session expiry; 3.1.1: clean_session
+False) under a stable client id, so QoS 1 telemetry published while the consumer is down waits
+in the broker (up to the broker's max_queued_messages) and is delivered on reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cloud.config import ConsumerConfig, resolve
+from cloud.secretfile import read_secret
+from wire import topics
+from wire.configfile import ConfigError
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 86400  # how long the broker keeps our subscription and queue while we are away
+
+
+def client_id(config: ConsumerConfig) -> str:
+    """Stable across restarts (the session is found again by it).
+
+    Consumers sharing a subscription group need distinct ids: by default the host name is
+    added; run several on one host with explicit `mqtt.client_id`s.
+    """
+    if config.mqtt.client_id:
+        return config.mqtt.client_id
+    cid = f"bosai-cloud-{config.tenant or 'all'}"
+    return f"{cid}-{config.shared_group}-{socket.gethostname()}" if config.shared_group else cid
+
+
+def subscription(config: ConsumerConfig) -> str:
+    flt = topics.telemetry_filter(config.tenant or "+")
+    return f"$share/{config.shared_group}/{flt}" if config.shared_group else flt
+
+
+def tls_context(config: ConsumerConfig, config_path: Path) -> ssl.SSLContext:
+    tls = config.mqtt.tls
+    try:
+        cafile = str(resolve(config_path, tls.ca_file)) if tls.ca_file else None
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if tls.cert_file:
+            key = str(resolve(config_path, tls.key_file)) if tls.key_file else None
+            ctx.load_cert_chain(str(resolve(config_path, tls.cert_file)), key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(config_path, "mqtt: tls", f"cannot load certificates: {exc}") from None
+    if tls.insecure_skip_verify:
+        log.warning("MQTT TLS certificate verification is OFF (insecure_skip_verify): bench tests only")
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def make_client(config: ConsumerConfig, config_path: Path) -> mqtt.Client:
+    """A configured, not yet connected client.  Raises ConfigError for unusable secrets/certs."""
+    m = config.mqtt
+    v5 = m.protocol == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id(config),
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        clean_session=None if v5 else False,
+        manual_ack=True,  # acknowledge only once processed: unprocessed messages are redelivered
+    )
+    if m.username:
+        password = None
+        if m.password_file:
+            password = read_secret(config_path, "mqtt: field 'password_file'", m.password_file)
+        client.username_pw_set(m.username, password)
+    if m.use_tls:
+        client.tls_set_context(tls_context(config, config_path))
+    else:
+        log.info("MQTT without TLS (%s, allow_insecure is set): bench tests only", m.url)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
+def connect(client: mqtt.Client, config: ConsumerConfig) -> None:
+    """Start connecting in the background; paho keeps retrying until it succeeds."""
+    m = config.mqtt
+    if m.protocol == "5":
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        client.connect_async(m.host, m.port, keepalive=m.keepalive, clean_start=False, properties=props)
+    else:
+        client.connect_async(m.host, m.port, keepalive=m.keepalive)

@@ -1,0 +1,87 @@
+"""Quarantine: every rejected message or reading, with its reason, as one JSON line.
+
+Operators read it to find a misconfigured gateway or a probing client, so it keeps the evidence:
+topic, reason, detail, arrival time and the payload (text if it is UTF-8, else base64; cut to
+MAX_PAYLOAD_BYTES so a flood of huge messages cannot fill the disk quickly).  Rotation and a size
+cap are left to logrotate (copytruncate) for now.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 4096
+
+
+class QuarantineEntry(msgspec.Struct, omit_defaults=True):
+    received: str  # arrival time, ISO 8601 UTC
+    topic: str
+    reason: str
+    detail: str
+    payload: str
+    payload_encoding: str = "utf-8"  # or "base64"
+    truncated: bool = False
+    seq: int | None = None  # for reading-level rejections: the message's sequence number
+
+
+class Quarantine:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._file: TextIO | None = None
+        self._failing = False
+        self._encoder = msgspec.json.Encoder()
+
+    def add(
+        self, *, topic: str, reason: str, detail: str, received: float, payload: bytes, seq: int | None = None
+    ) -> None:
+        if self.path is None:
+            return
+        truncated = len(payload) > MAX_PAYLOAD_BYTES
+        raw = payload[:MAX_PAYLOAD_BYTES]
+        text, encoding = _as_text(raw, truncated)
+        entry = QuarantineEntry(
+            received=datetime.fromtimestamp(received, tz=UTC).isoformat(timespec="milliseconds"),
+            topic=topic,
+            reason=reason,
+            detail=detail[:1000],
+            payload=text,
+            payload_encoding=encoding,
+            truncated=truncated,
+            seq=seq,
+        )
+        try:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - line-buffered, kept open
+            self._file.write(self._encoder.encode(entry).decode("utf-8") + "\n")
+            if self._failing:
+                log.info("quarantine file %s is writable again", self.path)
+                self._failing = False
+        except OSError as exc:
+            if not self._failing:
+                log.warning("cannot write quarantine file %s: %s", self.path, exc)
+                self._failing = True
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _as_text(raw: bytes, truncated: bool) -> tuple[str, str]:
+    """(text, "utf-8") if the payload is UTF-8 text, else (base64, "base64")."""
+    # A cut may have split the last character (up to 3 bytes of it); that still counts as text.
+    for cut in range(4 if truncated else 1):
+        try:
+            return raw[: len(raw) - cut].decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            continue
+    return base64.b64encode(raw).decode("ascii"), "base64"

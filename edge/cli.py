@@ -1,0 +1,135 @@
+"""`bosai edge ...`: run the gateway agent, or check a gateway config.
+
+Only argparse at import time; the agent (pymodbus, paho, pyserial) is imported by the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge.agent import Agent
+    from edge.config import LoadedGateway
+    from wire.telemetry import Reading
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    edge = sub.add_parser(
+        "edge",
+        help="the gateway agent: poll sensors, publish over MQTT",
+        description="The gateway agent: poll field sensors, decode them by profile, publish over MQTT.",
+    )
+    cmds = edge.add_subparsers(dest="edge_command", metavar="COMMAND", required=True)
+
+    run = cmds.add_parser(
+        "run",
+        help="run the agent (or read every sensor once with --once)",
+        description="Run the gateway agent until Ctrl-C / SIGTERM.  With --once, read every sensor "
+        "once, print a table and exit (0 if every sensor answered, 1 if any failed).",
+    )
+    run.add_argument("--config", required=True, type=Path, metavar="FILE", help="gateway config (YAML)")
+    run.add_argument("--once", action="store_true", help="read every sensor once, print a table, exit")
+    run.add_argument("--outbox", type=Path, metavar="PATH", help="outbox database (overrides the config)")
+    run.set_defaults(handler=_run)
+
+    check = cmds.add_parser(
+        "check-config",
+        help="validate a gateway config and its profiles",
+        description="Validate a gateway config, the profiles it uses and the MQTT credential and TLS "
+        "files, without touching any port.  Exit 0 if valid, 2 with the first problem otherwise.",
+    )
+    check.add_argument("--config", required=True, type=Path, metavar="FILE", help="gateway config (YAML)")
+    check.set_defaults(handler=_check_config)
+
+
+def _load(path: Path) -> LoadedGateway | None:
+    from edge.config import load_gateway
+    from wire.configfile import ConfigError
+
+    try:
+        return load_gateway(path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return None
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from edge.publisher import read_password, tls_context
+    from wire.configfile import ConfigError
+
+    gw = _load(args.config)
+    if gw is None:
+        return EXIT_CONFIG
+    cfg = gw.config
+    try:
+        read_password(cfg.mqtt, gw.path)
+        if cfg.mqtt.use_tls:
+            tls_context(cfg.mqtt.tls, gw.path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    counts = f"{len(cfg.buses)} buses, {len(cfg.sensors)} sensors"
+    print(f"{gw.path}: ok ({counts}, tenant {cfg.tenant}, gateway {cfg.gateway})")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.agent import Agent
+    from edge.outbox import OutboxError
+    from wire.configfile import ConfigError
+
+    gw = _load(args.config)
+    if gw is None:
+        return EXIT_CONFIG
+    agent = Agent(gw, outbox_path=args.outbox)
+    if args.once:
+        readings = asyncio.run(agent.read_once())
+        print(format_table(readings))
+        return EXIT_OK if all(r.q == "ok" for r in readings) else EXIT_FAILURE
+    try:
+        interrupted = asyncio.run(_run_until_signal(agent))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OutboxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+async def _run_until_signal(agent: Agent) -> bool:
+    """Run until SIGINT (-> True, exit 130) or SIGTERM (-> False, a normal service stop)."""
+    stop = asyncio.Event()
+    got: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: int) -> None:
+        got.append(sig)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    await agent.run(stop)
+    return signal.SIGINT in got
+
+
+def format_table(readings: list[Reading]) -> str:
+    """Readings as an aligned table: sensor, kind, value, unit, quality."""
+    rows = [("SENSOR", "KIND", "VALUE", "UNIT", "QUALITY")]
+    for r in readings:
+        value = "" if r.value is None else f"{r.value:.6g}"
+        rows.append((r.sensor, r.kind, value, r.unit, str(r.q)))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = []
+    for row in rows:
+        pairs = enumerate(zip(row, widths, strict=True))
+        cells = [c.rjust(w) if i == 2 else c.ljust(w) for i, (c, w) in pairs]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

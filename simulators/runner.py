@@ -1,0 +1,182 @@
+"""Run a scenario's virtual devices on their buses: the API the demo and end-to-end tests use.
+
+    scenario = load_scenario(default_scenario_path("demo-storm"))
+    sims = SimulatorSet(scenario, clock, workdir, profiles_dir)
+    async with sims as endpoints:
+        ...  # point the edge at endpoints.modbus_tcp[bus] / endpoints.serial[bus]
+        sims.truth("river-radar-01", "river_level", clock.now())
+
+Scenario time is clock.now() - clock.start for a ScaledClock (the storm starts at the clock's
+start), and counts from __aenter__ otherwise; `start_at` shifts it to begin mid-scenario.  Served
+values are truth + seeded noise, quantised by the profile's encoding.  On exit the ground truth
+is written to {workdir}/truth.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.profiles import load_profiles
+from simulators.ascii_serial import AsciiSerialServer
+from simulators.devices import AsciiDevice, VirtualDevice, build_devices
+from simulators.modbus_rtu import ModbusRtuServer
+from simulators.modbus_slave import ModbusSlaves, RegisterBank
+from simulators.modbus_tcp import ModbusTcpServer
+from simulators.physics import SlopeCreep
+from simulators.scenario import Scenario, load_scenario
+from wire.clock import Clock, ScaledClock
+
+__all__ = ["Endpoints", "SimulatorSet", "default_scenario_path", "load_scenario", "scenario_names"]
+
+SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
+TRUTH_STEP_S = 60.0
+
+
+def default_scenario_path(name: str) -> Path:
+    """ "demo-storm" -> simulators/scenarios/demo-storm.yaml"""
+    return SCENARIOS_DIR / f"{name}.yaml"
+
+
+def scenario_names() -> list[str]:
+    return sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    modbus_tcp: dict[str, tuple[str, int]]  # bus id -> (host, port)
+    serial: dict[str, str]  # bus id -> path of the pty symlink for the edge
+
+
+class SimulatorSet:
+    def __init__(
+        self,
+        scenario: Scenario,
+        clock: Clock,
+        workdir: Path,
+        profiles_dir: Path,
+        host: str = "127.0.0.1",
+        *,
+        start_at: float = 0.0,
+    ) -> None:
+        """`start_at`: scenario time at the clock's start (e.g. jump to the flood peak)."""
+        self.scenario = scenario
+        self.clock = clock
+        self.workdir = Path(workdir)
+        self.host = host
+        self.devices: dict[str, VirtualDevice] = build_devices(scenario, load_profiles(profiles_dir))
+        self._start_at = start_at
+        self._origin = (clock.start if isinstance(clock, ScaledClock) else clock.now()) - start_at
+        self._tcp: list[ModbusTcpServer] = []
+        self._rtu: list[ModbusRtuServer] = []
+        self._ascii: list[AsciiSerialServer] = []
+        self._served_before = 0  # by servers already closed
+
+    @property
+    def origin(self) -> float:
+        """Clock time (epoch seconds) of scenario time 0."""
+        return self._origin
+
+    def scenario_time(self) -> float:
+        return self.clock.now() - self._origin
+
+    async def __aenter__(self) -> Endpoints:
+        if not isinstance(self.clock, ScaledClock):
+            self._origin = self.clock.now() - self._start_at
+        tcp: dict[str, tuple[str, int]] = {}
+        serial: dict[str, str] = {}
+        try:
+            for bus in self.scenario.buses:
+                on_bus = [d for d in self.devices.values() if d.spec.bus == bus.id]
+                link = self.workdir / "dev" / bus.id
+                if bus.type == "ascii_serial":
+                    for dev in on_bus:
+                        assert isinstance(dev, AsciiDevice)
+                        server = AsciiSerialServer(dev, link, self.clock, self.scenario_time)
+                        self._ascii.append(server)
+                        serial[bus.id] = str(server.start())
+                    continue
+                slaves = ModbusSlaves(
+                    {d.spec.unit_id: RegisterBank(d) for d in on_bus if d.spec.unit_id is not None},
+                    self.scenario_time,
+                )
+                if bus.type == "modbus_tcp":
+                    tcp_server = ModbusTcpServer(slaves, self.host, bus.port or 0)
+                    self._tcp.append(tcp_server)
+                    tcp[bus.id] = await tcp_server.start()
+                else:
+                    rtu = ModbusRtuServer(slaves, link)
+                    self._rtu.append(rtu)
+                    serial[bus.id] = str(rtu.start())
+        except BaseException:
+            await self._close()
+            raise
+        return Endpoints(tcp, serial)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+        self.write_truth(self.workdir / "truth.jsonl")
+
+    async def _close(self) -> None:
+        self._served_before = self.requests_served
+        for tcp in self._tcp:
+            await tcp.close()
+        for rtu in self._rtu:
+            rtu.close()
+        for asc in self._ascii:
+            await asc.close()
+        self._tcp, self._rtu, self._ascii = [], [], []
+
+    @property
+    def requests_served(self) -> int:
+        """Modbus requests answered (exceptions included) plus ASCII polls answered."""
+        modbus: list[ModbusTcpServer | ModbusRtuServer] = [*self._tcp, *self._rtu]
+        served = sum(s.slaves.requests_served for s in modbus)
+        return self._served_before + served + sum(s.requests_served for s in self._ascii)
+
+    def truth(self, device_id: str, kind: str, t: float) -> float:
+        """Noise-free physical value of `kind` at clock time t (epoch seconds), in the point's unit."""
+        return self.devices[device_id].truth(kind, t - self._origin)
+
+    def write_truth(self, path: Path, step_s: float = TRUTH_STEP_S) -> None:
+        """Ground truth as JSON lines: one "value" line per device, kind and step over the
+        scenario, and one "failure" line per slope point whose signal creeps to failure."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        steps = math.floor(self.scenario.duration / step_s + 1e-9)
+        with path.open("w", encoding="utf-8") as f:
+            header = {
+                "type": "scenario",
+                "name": self.scenario.name,
+                "start": self._origin,
+                "duration": self.scenario.duration,
+                "seed": self.scenario.seed,
+            }
+            f.write(json.dumps(header) + "\n")
+            for dev in self.devices.values():
+                for feed in dev.spec.points:
+                    kind = feed.kind
+                    unit = dev.point(kind).unit
+                    for k in range(steps + 1):
+                        s = k * step_s
+                        row: dict[str, Any] = {
+                            "type": "value",
+                            "device": dev.id,
+                            "kind": kind,
+                            "t": self._origin + s,
+                            "value": dev.truth(kind, s),
+                            "unit": unit,
+                        }
+                        f.write(json.dumps(row) + "\n")
+                    signal = self.scenario.signal(feed.signal)
+                    if isinstance(signal, SlopeCreep):
+                        row = {
+                            "type": "failure",
+                            "device": dev.id,
+                            "kind": kind,
+                            "t": self._origin + signal.failure_time,
+                        }
+                        f.write(json.dumps(row) + "\n")

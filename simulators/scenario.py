@@ -1,0 +1,187 @@
+"""Scenario files: named physical signals and the virtual devices that measure them.
+
+A scenario (simulators/scenarios/*.yaml) says what happens in the world (`signals`, each a model
+from simulators/physics.py) and which devices observe it on which bus (`devices`, matching the
+ids, profiles, buses and unit ids of a gateway config).  Example:
+
+    name: demo-storm
+    description: ...
+    duration: 43200            # seconds of scenario time
+    seed: 2                    # noise and random fields are reproducible for a given seed
+    buses:
+      - {id: plc-tcp, type: modbus_tcp}          # optional `port` (default: a free one)
+      - {id: rs485-1, type: modbus_rtu}
+    signals:
+      - {id: river, model: flood_hydrograph, base: 1.2, peak_rise: 2.8, onset: 5400, time_to_peak: 18000}
+    devices:
+      - id: river-radar-01
+        profile: radar-level-rl
+        bus: plc-tcp
+        unit_id: 1
+        points:   # one per profile point; noise: gaussian stddev in the point's unit
+          - {kind: river_level, signal: river, noise: 0.005}
+
+A point of a profile with a decimals register serves `decimals` (default 3) in it.  Snow sensors
+(`distance_to_depth` points) serve mounting_height - depth, with `mounting_height` in metres as in
+the gateway config.  ASCII devices give one str.format template per line in `format`; its fields
+are the profile's regex group names (filled with the value as the device would print it, i.e.
+before the profile's scale/offset), constants from `fields`, and integers drawn uniformly per
+line from `random_fields` (e.g. an echo quality number).  Free-running devices send every
+`interval` seconds of scenario time.  Cross-checks against the profiles happen when the devices
+are built (simulators.devices.build_devices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from simulators.physics import Blizzard, Signal, SlopeCreep
+from wire import configfile
+from wire.configfile import ConfigError
+from wire.ids import Ident
+from wire.telemetry import Kind
+
+BusType = Literal["modbus_tcp", "modbus_rtu", "ascii_serial"]
+
+
+class BusSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    id: Ident
+    type: BusType
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None  # TCP only; default a free port
+
+
+class PointFeed(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    kind: Kind  # a point of the device's profile
+    signal: Ident  # id of an entry in `signals`
+    noise: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # gaussian stddev, in the point's unit
+    decimals: Annotated[int, msgspec.Meta(ge=0, le=6)] = 3  # served by the decimals register, if any
+
+
+class DeviceSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    id: Ident
+    profile: Ident
+    bus: Ident
+    points: list[PointFeed]  # one entry per point of the profile
+    unit_id: Annotated[int, msgspec.Meta(ge=0, le=247)] | None = None  # Modbus; 0 only on TCP
+    mounting_height: Annotated[float, msgspec.Meta(gt=0)] | None = None  # m, distance-to-depth sensors
+    # ASCII devices
+    format: list[str] = []
+    fields: dict[str, int | float | str] = {}
+    random_fields: dict[str, tuple[int, int]] = {}
+    interval: Annotated[float, msgspec.Meta(gt=0)] = 10.0  # free-running devices, scenario seconds
+
+    def feed(self, kind: str) -> PointFeed:
+        return next(f for f in self.points if f.kind == kind)
+
+
+class ScenarioFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: Ident
+    description: str
+    duration: Annotated[float, msgspec.Meta(gt=0)]
+    buses: Annotated[list[BusSpec], msgspec.Meta(min_length=1)]
+    signals: list[Signal]
+    devices: Annotated[list[DeviceSpec], msgspec.Meta(min_length=1)]
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario file.  Scenario time runs from 0 to `duration` seconds."""
+
+    path: Path
+    spec: ScenarioFile
+    signals: dict[str, Signal] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signals", {s.id: s for s in self.spec.signals})
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
+
+    @property
+    def duration(self) -> float:
+        return self.spec.duration
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    @property
+    def devices(self) -> list[DeviceSpec]:
+        return self.spec.devices
+
+    @property
+    def buses(self) -> list[BusSpec]:
+        return self.spec.buses
+
+    def bus(self, bus_id: str) -> BusSpec:
+        return next(b for b in self.spec.buses if b.id == bus_id)
+
+    def signal(self, name: str) -> Signal:
+        return self.signals[name]
+
+    def value(self, signal: str, t: float) -> float:
+        """Signal value at scenario time t.  Time is held within [0, duration]: before the start
+        and after the end the world stands still (so a slope never reaches its failure time)."""
+        return self.signals[signal].value_at(min(max(t, 0.0), self.spec.duration))
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and check a scenario file, or raise ConfigError naming file, entity and field."""
+    path = Path(path)
+    spec = configfile.load(path, ScenarioFile)
+    _check(spec, path)
+    return Scenario(path, spec)
+
+
+def _check(spec: ScenarioFile, path: Path) -> None:
+    signals: set[str] = set()
+    for i, sig in enumerate(spec.signals):
+        where = f"signals[{i}] (id {sig.id!r})"
+        if sig.id in signals:
+            raise ConfigError(path, f"{where}: field 'id'", "duplicate signal id")
+        signals.add(sig.id)
+        if isinstance(sig, SlopeCreep) and sig.failure_time <= spec.duration:
+            raise ConfigError(
+                path,
+                f"{where}: field 'failure_time'",
+                "must be after the scenario end (creep is infinite at failure)",
+            )
+        if isinstance(sig, Blizzard) and sig.end <= sig.start:
+            raise ConfigError(path, f"{where}: field 'end'", "must be after 'start'")
+    buses: dict[str, BusSpec] = {}
+    for i, bus in enumerate(spec.buses):
+        if bus.id in buses:
+            raise ConfigError(path, f"buses[{i}] (id {bus.id!r}): field 'id'", "duplicate bus id")
+        if bus.port is not None and bus.type != "modbus_tcp":
+            raise ConfigError(path, f"buses[{i}] (id {bus.id!r}): field 'port'", "only for modbus_tcp buses")
+        buses[bus.id] = bus
+    seen: set[str] = set()
+    for i, dev in enumerate(spec.devices):
+        where = f"devices[{i}] (id {dev.id!r})"
+        if dev.id in seen:
+            raise ConfigError(path, f"{where}: field 'id'", "duplicate device id")
+        seen.add(dev.id)
+        if dev.bus not in buses:
+            raise ConfigError(path, f"{where}: field 'bus'", f"no bus with id {dev.bus!r} in 'buses'")
+        kinds: set[str] = set()
+        for k, feed in enumerate(dev.points):
+            if feed.kind in kinds:
+                raise ConfigError(
+                    path, f"{where}: points[{k}]: field 'kind'", f"{feed.kind!r} is given twice"
+                )
+            kinds.add(feed.kind)
+            if feed.signal not in signals:
+                raise ConfigError(path, f"{where}: points[{k}]: field 'signal'", f"no signal {feed.signal!r}")
+        for name, (lo, hi) in dev.random_fields.items():
+            if lo > hi:
+                raise ConfigError(path, f"{where}: random_fields: field {name!r}", "low must not exceed high")

@@ -80,6 +80,11 @@ def run_demo(opts: DemoOptions) -> int:
     from simulators.runner import default_scenario_path, load_scenario
 
     console = Console()
+    if logging.getLogger().getEffectiveLevel() >= logging.INFO:
+        # The progress line and the alert lines are the demo's output; component INFO logs
+        # (connects, disconnects) would interleave with them.  --log-level DEBUG shows all.
+        for name in ("edge", "cloud", "simulators", "influxdb_client"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     scenario_path = Path(opts.scenario)
     if not scenario_path.suffix:
         scenario_path = default_scenario_path(opts.scenario)
@@ -157,7 +162,9 @@ def _run_pipeline(
     console.line("  cloud consumer subscribed; starting simulators and the edge agent")
 
     try:
-        edge_stats = asyncio.run(_run_field(opts, scenario, clock, broker_url, protocol, work, consumer, console))
+        edge_stats = asyncio.run(
+            _run_field(opts, scenario, clock, broker_url, protocol, work, consumer, console)
+        )
     finally:
         consumer.drain(timeout=30)
         consumer.stop()
@@ -197,7 +204,8 @@ async def _run_field(
             s, c = agent.stats, consumer.stats
             now = datetime.fromtimestamp(clock.now(), JST)
             console.status(
-                f"  {now:%m-%d %H:%M} JST  sensor time {clock.elapsed() / 3600:5.2f}/{duration / 3600:.0f} h | "
+                f"  {now:%m-%d %H:%M} JST  sensor time {clock.elapsed() / 3600:5.2f}/{duration / 3600:.0f} h"
+                " | "
                 f"read {s.readings} (bad {s.readings_bad}) | acked msgs {s.messages_acked} | "
                 f"stored {c.lines_written} | rejected {c.readings_rejected} | alerts {c.alerts}"
             )
@@ -262,7 +270,12 @@ def _write_consumer_config(opts: DemoOptions, broker_url: str, protocol: str, wo
             "flush_interval_ms": 500,
         }
     raw = {
-        "mqtt": {"url": broker_url, "protocol": protocol, "allow_insecure": True, "client_id": "bosai-demo-cloud"},
+        "mqtt": {
+            "url": broker_url,
+            "protocol": protocol,
+            "allow_insecure": True,
+            "client_id": "bosai-demo-cloud",
+        },
         "registry": str(DEMO_REGISTRY),
         "store": store,
         "alerts": {"log_path": str(work / "alerts.jsonl")},
@@ -279,10 +292,12 @@ def _write_consumer_config(opts: DemoOptions, broker_url: str, protocol: str, wo
 def _alert_line(a: Alert) -> str:
     when = a.ts.astimezone(JST).strftime("%H:%M")
     icon = {"raised": "ALERT", "escalated": "UP   ", "deescalated": "DOWN ", "resolved": "CLEAR"}[a.state]
-    return f"  {icon} {when} JST  {a.reason}"
+    return f"  {icon} {when} JST  [{a.sensor}] {a.reason}"
 
 
-def _summarize(edge: dict[str, Any], consumer: Any, alerts: list[Alert], work: Path, out: Path) -> dict[str, Any]:
+def _summarize(
+    edge: dict[str, Any], consumer: Any, alerts: list[Alert], work: Path, out: Path
+) -> dict[str, Any]:
     from cloud.writers.lpfile import read_lp_dir
 
     keys: set[tuple[str, str, int]] = set()
@@ -307,8 +322,15 @@ def _summarize(edge: dict[str, Any], consumer: Any, alerts: list[Alert], work: P
         },
         "store": {"reading_lines": stored_lines, "distinct_points": len(keys)},
         "alerts": [
-            {"ts": a.ts.isoformat(), "state": a.state, "level": a.level, "site": a.site, "sensor": a.sensor,
-             "kind": a.kind, "reason": a.reason}
+            {
+                "ts": a.ts.isoformat(),
+                "state": a.state,
+                "level": a.level,
+                "site": a.site,
+                "sensor": a.sensor,
+                "kind": a.kind,
+                "reason": a.reason,
+            }
             for a in alerts
         ],
     }
@@ -342,4 +364,6 @@ def _print_summary(console: Console, s: dict[str, Any], report: Path | None) -> 
     console.line(f"  alerts: {len(s['alerts'])} state changes, {len(raised)} raised or escalated")
     if report is not None:
         console.line(f"  report: {report}")
-    console.line("  result: " + ("OK - every reading accounted for" if s["ok"] else "PROBLEM - see summary.json"))
+    console.line(
+        "  result: " + ("OK - every reading accounted for" if s["ok"] else "PROBLEM - see summary.json")
+    )

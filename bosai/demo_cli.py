@@ -22,11 +22,17 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--scenario", default="demo-storm", help="scenario name or file (default: demo-storm)")
     p.add_argument(
-        "--speed", type=float, default=720.0,
+        "--speed",
+        type=float,
+        default=720.0,
         help="time compression; 720 plays the 12-hour storm in one minute (default: 720)",
     )
-    p.add_argument("--output", type=Path, default=Path("demo-output"), help="report folder (default: ./demo-output)")
-    p.add_argument("--broker", metavar="URL", help="use this MQTT broker (mqtt://host:port) instead of the embedded one")
+    p.add_argument(
+        "--output", type=Path, default=Path("demo-output"), help="report folder (default: ./demo-output)"
+    )
+    p.add_argument(
+        "--broker", metavar="URL", help="use this MQTT broker (mqtt://host:port) instead of the embedded one"
+    )
     p.add_argument("--influx-url", metavar="URL", help="also write to this InfluxDB (v2 write API)")
     p.add_argument("--influx-org", default="bosai", help="InfluxDB organisation (default: bosai)")
     p.add_argument("--influx-bucket", default="bosai", help="InfluxDB bucket (default: bosai)")

@@ -5,6 +5,7 @@ simulators meant to send, so a reading lost on the way would show as a gap.
 
 from __future__ import annotations
 
+import contextlib
 import html
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -18,7 +19,9 @@ LEVEL_COLOURS = {1: "#f2c200", 2: "#f08c00", 3: "#e03131", 4: "#9c36b5", 5: "#21
 STATE_MARKERS = {"raised": "^", "escalated": "^", "deescalated": "v", "resolved": "o"}
 
 
-def _series_from_store(store_dir: Path) -> tuple[dict[tuple[str, str], list[tuple[int, float | None, int]]], list[Any]]:
+def _series_from_store(
+    store_dir: Path,
+) -> tuple[dict[tuple[str, str], list[tuple[int, float | None, int]]], list[Any]]:
     from cloud.writers.lpfile import read_lp_dir
 
     series: dict[tuple[str, str], list[tuple[int, float | None, int]]] = defaultdict(list)
@@ -44,10 +47,8 @@ def write_report(out: Path, store_dir: Path, registry_path: Path, summary: dict[
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    try:  # bundles a Japanese font, so 避難判断水位 is drawn instead of empty boxes
-        import matplotlib_fontja  # noqa: F401
-    except ImportError:
-        pass
+    with contextlib.suppress(ImportError):  # a bundled Japanese font: 避難判断水位, not empty boxes
+        import matplotlib_fontja  # type: ignore[import-untyped]  # noqa: F401
 
     registry = load_registry(registry_path)
     series, alert_lines = _series_from_store(store_dir)
@@ -82,22 +83,40 @@ def _plot_series(
     bad = [(t, q) for t, (_, v, q) in zip(times, points, strict=True) if v is None]
     if bad:
         ymin = min((v for v in values if v == v), default=0.0)
-        ax.scatter([t for t, _ in bad], [ymin] * len(bad), marker="x", color="#868e96", s=18,
-                   label=f"no value (quality flag) x{len(bad)}")
+        ax.scatter(
+            [t for t, _ in bad],
+            [ymin] * len(bad),
+            marker="x",
+            color="#868e96",
+            s=18,
+            label=f"no value (quality flag) x{len(bad)}",
+        )
     if channel is not None:
         for th in channel.thresholds:
             colour = LEVEL_COLOURS.get(th.level, "#495057")
             label = f"L{th.level} {th.value:g} {channel.unit} {th.name_ja} / {th.name}"
-            for sign in ((1, -1) if channel.direction == "absolute" else (1,)):
-                ax.axhline(sign * th.value, color=colour, linestyle="--", linewidth=0.9,
-                           label=label if sign == 1 else None)
+            for sign in (1, -1) if channel.direction == "absolute" else (1,):
+                ax.axhline(
+                    sign * th.value,
+                    color=colour,
+                    linestyle="--",
+                    linewidth=0.9,
+                    label=label if sign == 1 else None,
+                )
     for a in alert_lines:
         if a.tags.get("sensor") == sensor_id and a.tags.get("kind") == kind:
             t = datetime.fromtimestamp(a.ts_ms / 1000, JST)
             state = a.tags.get("state", "raised")
             colour = LEVEL_COLOURS.get(int(a.fields.get("level", 0)), "#2f9e44")
-            ax.scatter([t], [float(a.fields.get("value", 0.0))], marker=STATE_MARKERS.get(state, "o"),
-                       s=70, color=colour, edgecolors="black", zorder=5)
+            ax.scatter(
+                [t],
+                [float(a.fields.get("value", 0.0))],
+                marker=STATE_MARKERS.get(state, "o"),
+                s=70,
+                color=colour,
+                edgecolors="black",
+                zorder=5,
+            )
     unit = channel.unit if channel else ""
     ax.set_title(f"{site}  {sensor_id}  {kind}")
     ax.set_ylabel(unit)
@@ -130,10 +149,11 @@ td,th{{border:1px solid #ccc;padding:3px 6px;font-size:90%}} img{{max-width:100%
 <body><h1>bosai demo report</h1>
 <p><b>Result:</b> {verdict}.</p>
 <ul>
-<li>Edge: {e['readings']} readings ({e['readings_bad']} with a quality flag), {e['messages_acked']} messages acknowledged</li>
-<li>Cloud: {c['messages']} messages, {c['readings_accepted']} readings accepted, {c['readings_rejected']} rejected,
- {c['lost']} lost, {c['duplicated']} duplicated</li>
-<li>Store: {st['distinct_points']} distinct points</li>
+<li>Edge: {e["readings"]} readings ({e["readings_bad"]} with a quality flag),
+ {e["messages_acked"]} messages acknowledged</li>
+<li>Cloud: {c["messages"]} messages, {c["readings_accepted"]} readings accepted,
+ {c["readings_rejected"]} rejected, {c["lost"]} lost, {c["duplicated"]} duplicated</li>
+<li>Store: {st["distinct_points"]} distinct points</li>
 </ul>
 <h2>Alerts</h2><table><tr><th>sample time</th><th>state</th><th>level</th><th>reason</th></tr>{rows}</table>
 <h2>Series</h2>{figures}

@@ -1,7 +1,8 @@
 """Readings and alerts as InfluxDB line protocol (the schema dashboards query).
 
 Measurement `readings`, one point per reading:
-    tags   tenant, site, site_name, gateway, sensor, kind, unit
+    tags   tenant, site, site_name, gateway, sensor, sensor_name, kind, unit
+           (site_name and sensor_name are the registry's human names, for legends; left out when empty)
     fields value (float; only when q is ok), q (int quality code, below)
     time   the sample time at the edge, in milliseconds
 
@@ -55,6 +56,7 @@ def reading_line(reading: Reading, sensor: Sensor, site: Site) -> str:
         "site_name": site.name,
         "gateway": sensor.gateway,
         "sensor": sensor.id,
+        "sensor_name": sensor.name,
         "kind": reading.kind,
         "unit": reading.unit,
     }

@@ -165,7 +165,9 @@ def load_gateway(path: str | Path) -> LoadedGateway:
             needs_height = prof.ascii is not None and any(p.distance_to_depth for p in prof.ascii.points)
         if needs_height and s.mounting_height is None:
             raise ConfigError(
-                path, f"{where}: field 'mounting_height'", f"profile {prof.model!r} measures distance to the "
-                "surface; give the sensor's height above the ground in metres"
+                path,
+                f"{where}: field 'mounting_height'",
+                f"profile {prof.model!r} measures distance to the "
+                "surface; give the sensor's height above the ground in metres",
             )
     return LoadedGateway(str(path), cfg, profiles)

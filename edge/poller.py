@@ -101,8 +101,10 @@ class BusPoller:
     async def request(self, sensor: SensorConfig, profile: Profile) -> list[Reading]:
         t = self.clock.now()
         try:
-            budget = self.driver.budget(sensor, profile)
-            return await asyncio.wait_for(self.driver.read(sensor, profile), budget)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that races with the read finishing, and the bus task would never stop.
+            async with asyncio.timeout(self.driver.budget(sensor, profile)):
+                return await self.driver.read(sensor, profile)
         except TimeoutError:
             return failed(sensor, profile, t, Quality.TIMEOUT)
         except Exception:
@@ -170,8 +172,14 @@ class Poller:
         try:
             await stop.wait()
         finally:
-            for t in tasks:
-                t.cancel()
+            # A library's asyncio.wait_for can swallow a cancellation on Python 3.11 (when it
+            # races with an answer), so cancel again until every bus task has really ended.
+            pending = tasks
+            while pending:
+                for t in pending:
+                    t.cancel()
+                await asyncio.wait(pending, timeout=0.5)
+                pending = [t for t in pending if not t.done()]
             await asyncio.gather(*tasks, return_exceptions=True)
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 Every config error names the file, the entity and the field, e.g.
 
-    firmware_configs/gateways/gw01.yaml: sensors[2] (id 'river-01'): field 'unit_id': Expected `int`, got `str`
+    gateways/gw01.yaml: sensors[2] (id 'river-01'): field 'unit_id': Expected `int`, got `str`
 
 and is raised at load time, before anything connects.  Both the edge and the cloud use this.
 """

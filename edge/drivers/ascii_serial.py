@@ -185,7 +185,8 @@ class AsciiSerialDriver:
                 break
             self._new_lines.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._new_lines.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._new_lines.wait()
 
         if fmt.mode == "polled":
             garbled = self._garbled_line_no > mark

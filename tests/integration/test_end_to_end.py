@@ -44,8 +44,13 @@ SPEED = 1440.0  # 12 h of sensor time in 30 s
 INTERVAL_S = 120.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 QUALITY_CODE = {
-    Quality.OK: 0, Quality.TIMEOUT: 1, Quality.CRC: 2, Quality.EXCEPTION: 3,
-    Quality.INVALID: 4, Quality.OUT_OF_RANGE: 5, Quality.ERROR: 6,
+    Quality.OK: 0,
+    Quality.TIMEOUT: 1,
+    Quality.CRC: 2,
+    Quality.EXCEPTION: 3,
+    Quality.INVALID: 4,
+    Quality.OUT_OF_RANGE: 5,
+    Quality.ERROR: 6,
 }
 
 
@@ -86,8 +91,14 @@ def _consumer_config(tmp: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics)
     raw = {
         "mqtt": {"url": mosquitto.url, "protocol": "5", "allow_insecure": True, "client_id": "e2e-cloud"},
         "registry": str(DEMO_REGISTRY),
-        "store": {"type": "influxdb", "url": victoria.url, "org": "bosai", "bucket": "bosai",
-                  "batch_size": 500, "flush_interval_ms": 200},
+        "store": {
+            "type": "influxdb",
+            "url": victoria.url,
+            "org": "bosai",
+            "bucket": "bosai",
+            "batch_size": 500,
+            "flush_interval_ms": 200,
+        },
         "alerts": {"log_path": str(tmp / "alerts.jsonl")},
         "quarantine_path": str(tmp / "quarantine.jsonl"),
     }
@@ -96,7 +107,9 @@ def _consumer_config(tmp: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics)
     return path
 
 
-async def _run_field(tmp: Path, mosquitto: Mosquitto, clock: ScaledClock, scenario: Any) -> tuple[Agent, SimulatorSet]:
+async def _run_field(
+    tmp: Path, mosquitto: Mosquitto, clock: ScaledClock, scenario: Any
+) -> tuple[Agent, SimulatorSet]:
     sims = SimulatorSet(scenario, clock, tmp / "sim", PROFILES_DIR)
     async with sims as endpoints:
         gw_path = write_gateway_config(
@@ -144,8 +157,9 @@ def test_storm_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria: Victor
     scenario = load_scenario(default_scenario_path("demo-storm"))
     registry = load_registry(DEMO_REGISTRY)
     recorder = Recorder(mosquitto.port)
-    consumer = Consumer(load_consumer_config(_consumer_config(tmp_path, mosquitto, victoria)),
-                        tmp_path / "consumer.yaml")
+    consumer = Consumer(
+        load_consumer_config(_consumer_config(tmp_path, mosquitto, victoria)), tmp_path / "consumer.yaml"
+    )
     consumer.start()
     try:
         assert consumer.wait_ready(15), "consumer did not subscribe"
@@ -230,8 +244,15 @@ def test_storm_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria: Victor
         changes, prev = [], 0
         for lvl in levels:
             if lvl != prev:
-                state = ("raised" if prev == 0 else "resolved" if lvl == 0
-                         else "escalated" if lvl > prev else "deescalated")
+                state = (
+                    "raised"
+                    if prev == 0
+                    else "resolved"
+                    if lvl == 0
+                    else "escalated"
+                    if lvl > prev
+                    else "deescalated"
+                )
                 changes.append((state, lvl))
                 prev = lvl
         expected[(sensor_id, kind)] = changes
@@ -243,7 +264,10 @@ def test_storm_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria: Victor
     assert set(got) <= set(expected)
     # The storm crosses every river stage up to danger, both snow levels and all slope levels.
     assert expected[("river-radar-01", "river_level")][:4] == [
-        ("raised", 1), ("escalated", 2), ("escalated", 3), ("escalated", 4)
+        ("raised", 1),
+        ("escalated", 2),
+        ("escalated", 3),
+        ("escalated", 4),
     ]
     assert ("raised", 1) in expected[("snow-laser-01", "snow_depth")]
     assert ("escalated", 3) in expected[("slope-incl-01", "tilt_x")]

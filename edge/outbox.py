@@ -79,10 +79,6 @@ class Outbox:
         )
 
     @property
-    def next_seq(self) -> int:
-        return self._next_seq
-
-    @property
     def depth(self) -> int:
         """Messages waiting for PUBACK (including ones already sent once)."""
         return self._depth
@@ -156,10 +152,6 @@ class Outbox:
     def payload(self, seq: int) -> bytes | None:
         row = self._db.execute("SELECT payload FROM messages WHERE seq = ?", (seq,)).fetchone()
         return None if row is None else bytes(row[0])
-
-    def oldest_created(self) -> float | None:
-        (t,) = self._db.execute("SELECT MIN(created) FROM messages").fetchone()
-        return None if t is None else float(t)
 
     def close(self) -> None:
         self._db.close()

@@ -132,7 +132,6 @@ class Publisher:
         self.on_acked = on_acked
         self.keep_payloads = keep_payloads
         self.connected = False
-        self.acked = 0
         self.rejected = 0  # PUBACK with an error reason code (MQTT 5); kept in the outbox
         self._password = read_password(cfg, config_path)
         self._tls = tls_context(cfg.tls, config_path) if cfg.use_tls else None
@@ -269,7 +268,6 @@ class Publisher:
         if self.keep_payloads:
             payloads = [p for s in acks if (p := self.outbox.payload(s)) is not None]
         n = self.outbox.delete(acks)
-        self.acked += n
         if self.on_acked is not None:
             self.on_acked(n, payloads)
 

@@ -43,7 +43,6 @@ def test_payload_gets_its_own_seq_and_delete_on_ack(tmp_path: Path) -> None:
     assert box.payload(a) is None
     assert box.after(0, 10) == [(b, payload_of(b))]
     assert box.depth == 1
-    assert box.oldest_created() == 2.0
 
 
 def test_unacked_messages_replay_oldest_first_after_restart(tmp_path: Path) -> None:

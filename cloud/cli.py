@@ -83,8 +83,7 @@ def _check_config(args: argparse.Namespace) -> int:
     from cloud.config import InfluxStore, Store, load_consumer_config, resolve
     from cloud.mqtt import client_id, make_client, subscription
     from cloud.registry import load_registry
-    from cloud.secretfile import read_secret
-    from wire.configfile import ConfigError
+    from wire.configfile import ConfigError, read_secret
 
     try:
         cfg = load_consumer_config(args.config)

@@ -8,9 +8,11 @@ from typing import Annotated
 import msgspec
 
 from wire import configfile
-from wire.configfile import ConfigError
+from wire.configfile import ConfigError, resolve
 from wire.ids import Ident
 from wire.mqttconf import MqttConfig, check_url
+
+__all__ = ["ConsumerConfig", "load_consumer_config", "resolve"]
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 
@@ -71,9 +73,3 @@ def load_consumer_config(path: str | Path) -> ConsumerConfig:
     if cfg.shared_group and cfg.mqtt.protocol != "5":
         raise ConfigError(path, "field 'shared_group'", "shared subscriptions need MQTT protocol 5")
     return cfg
-
-
-def resolve(base_file: str | Path, relative: str) -> Path:
-    """Paths in a config file are relative to that file."""
-    p = Path(relative)
-    return p if p.is_absolute() else (Path(base_file).parent / p)

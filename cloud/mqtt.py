@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -17,10 +16,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud.config import ConsumerConfig, resolve
-from cloud.secretfile import read_secret
+from cloud.config import ConsumerConfig
 from wire import topics
-from wire.configfile import ConfigError
+from wire.mqttconf import read_password, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -44,24 +42,6 @@ def subscription(config: ConsumerConfig) -> str:
     return f"$share/{config.shared_group}/{flt}" if config.shared_group else flt
 
 
-def tls_context(config: ConsumerConfig, config_path: Path) -> ssl.SSLContext:
-    tls = config.mqtt.tls
-    try:
-        cafile = str(resolve(config_path, tls.ca_file)) if tls.ca_file else None
-        ctx = ssl.create_default_context(cafile=cafile)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        if tls.cert_file:
-            key = str(resolve(config_path, tls.key_file)) if tls.key_file else None
-            ctx.load_cert_chain(str(resolve(config_path, tls.cert_file)), key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(config_path, "mqtt: tls", f"cannot load certificates: {exc}") from None
-    if tls.insecure_skip_verify:
-        log.warning("MQTT TLS certificate verification is OFF (insecure_skip_verify): bench tests only")
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def make_client(config: ConsumerConfig, config_path: Path) -> mqtt.Client:
     """A configured, not yet connected client.  Raises ConfigError for unusable secrets/certs."""
     m = config.mqtt
@@ -74,12 +54,9 @@ def make_client(config: ConsumerConfig, config_path: Path) -> mqtt.Client:
         manual_ack=True,  # acknowledge only once processed: unprocessed messages are redelivered
     )
     if m.username:
-        password = None
-        if m.password_file:
-            password = read_secret(config_path, "mqtt: field 'password_file'", m.password_file)
-        client.username_pw_set(m.username, password)
+        client.username_pw_set(m.username, read_password(m, config_path))
     if m.use_tls:
-        client.tls_set_context(tls_context(config, config_path))
+        client.tls_set_context(tls_context(m.tls, config_path))
     else:
         log.info("MQTT without TLS (%s, allow_insecure is set): bench tests only", m.url)
     client.reconnect_delay_set(min_delay=1, max_delay=30)

@@ -61,8 +61,8 @@ def _load(path: Path) -> LoadedGateway | None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from edge.publisher import read_password, tls_context
     from wire.configfile import ConfigError
+    from wire.mqttconf import read_password, tls_context
 
     gw = _load(args.config)
     if gw is None:

@@ -102,8 +102,7 @@ class LoadedGateway(msgspec.Struct, frozen=True):
 
     def resolve(self, p: str) -> Path:
         """A path from the config file: relative paths are relative to that file."""
-        path = Path(p)
-        return path if path.is_absolute() else Path(self.path).parent / path
+        return configfile.resolve(self.path, p)
 
 
 def load_gateway(path: str | Path) -> LoadedGateway:

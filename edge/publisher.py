@@ -20,7 +20,6 @@ import contextlib
 import logging
 import socket
 import ssl
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -33,8 +32,7 @@ from bosai import __version__
 from edge.outbox import Outbox
 from wire import topics
 from wire.clock import Clock
-from wire.configfile import ConfigError
-from wire.mqttconf import MqttConfig, TlsConfig
+from wire.mqttconf import MqttConfig, read_password, tls_context
 from wire.status import Status
 from wire.telemetry import encode, utc_from_epoch
 
@@ -43,69 +41,6 @@ log = logging.getLogger(__name__)
 WINDOW = 20  # messages handed to paho and not yet acknowledged (paho's default in-flight limit)
 ACK_FLUSH_DELAY = 0.05  # real seconds: PUBACKs arriving together are deleted in one transaction
 RECONNECT_MIN, RECONNECT_MAX = 1, 60  # seconds, paho's reconnect backoff
-
-_WHERE = "mqtt: field 'password_file'"
-
-
-def read_password(cfg: MqttConfig, config_path: str | Path) -> str | None:
-    """The broker password from `password_file`, refusing files others can read."""
-    if cfg.password_file is None:
-        return None
-    path = _resolve(config_path, cfg.password_file)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise ConfigError(config_path, _WHERE, f"{path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(config_path, _WHERE, f"cannot read {path}: {exc.strerror}") from None
-    if st.st_mode & 0o077:
-        raise ConfigError(
-            config_path,
-            _WHERE,
-            f"{path} can be read by group or others (mode {stat.filemode(st.st_mode)}); "
-            f"refusing to use it: run 'chmod 600 {path}'",
-        )
-    try:
-        password = path.read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(config_path, _WHERE, f"cannot read {path}: {exc}") from None
-    if not password:
-        raise ConfigError(config_path, _WHERE, f"{path} is empty")
-    return password
-
-
-def tls_context(tls: TlsConfig, config_path: str | Path) -> ssl.SSLContext:
-    """Verification on, TLS 1.2 minimum, CA file or the system trust store, optional client cert."""
-    where = "mqtt: tls"
-    ca = _resolve(config_path, tls.ca_file) if tls.ca_file else None
-    try:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(config_path, f"{where}: field 'ca_file'", f"cannot load {ca}: {exc}") from None
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if tls.cert_file:
-        cert = _resolve(config_path, tls.cert_file)
-        key = _resolve(config_path, tls.key_file) if tls.key_file else None
-        try:
-            ctx.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            message = f"cannot load {cert}: {exc}"
-            raise ConfigError(config_path, f"{where}: field 'cert_file'", message) from None
-    elif tls.key_file:
-        raise ConfigError(config_path, f"{where}: field 'key_file'", "needs cert_file too")
-    if tls.insecure_skip_verify:
-        log.warning(
-            "!!! TLS CERTIFICATE VERIFICATION IS OFF (insecure_skip_verify) !!! Anyone on the path can "
-            "impersonate the broker and read the credentials.  Use this on a bench only."
-        )
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def _resolve(config_path: str | Path, p: str) -> Path:
-    path = Path(p)
-    return path if path.is_absolute() else Path(config_path).parent / path
 
 
 class Publisher:

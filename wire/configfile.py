@@ -10,6 +10,7 @@ and is raised at load time, before anything connects.  Both the edge and the clo
 from __future__ import annotations
 
 import re
+import stat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -107,3 +108,41 @@ def describe_location(raw: Any, steps: list[str | int]) -> str:
             parts.append(f"field {step!r}" if last else step)
             node = node.get(step) if isinstance(node, dict) else None
     return ": ".join(parts) if parts else "top level"
+
+
+def resolve(config_path: str | Path, relative: str) -> Path:
+    """Paths inside a config file are relative to that file, not to the working directory."""
+    p = Path(relative)
+    return p if p.is_absolute() else Path(config_path).parent / p
+
+
+def read_secret(config_path: str | Path, where: str, relative: str) -> str:
+    """The secret (first line) of the file named by a config field, or ConfigError.
+
+    Refuses a file that group or others can read: a leaked gateway password lets anyone publish
+    as that gateway, a leaked store token writes into every tenant's data.  The secret itself
+    never appears in a message.
+    """
+    path = resolve(config_path, relative)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(config_path, where, f"file {path} not found (it does not exist)") from None
+    except OSError as exc:
+        raise ConfigError(config_path, where, f"cannot read {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            config_path,
+            where,
+            f"{path} can be read by group or others (mode {stat.filemode(mode)}); "
+            f"refusing to use it: run 'chmod 600 {path}'",
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(config_path, where, f"cannot read {path}: {exc.__class__.__name__}") from None
+    lines = text.splitlines()
+    secret = lines[0].strip() if lines else ""
+    if not secret:
+        raise ConfigError(config_path, where, f"{path} is empty")
+    return secret

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import ssl
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import msgspec
+
+from wire.configfile import ConfigError, read_secret, resolve
+
+log = logging.getLogger(__name__)
 
 
 class TlsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -55,3 +62,41 @@ def check_url(cfg: MqttConfig) -> str | None:
             "or set allow_insecure: true for a bench test"
         )
     return None
+
+
+def tls_context(tls: TlsConfig, config_path: str | Path) -> ssl.SSLContext:
+    """Verification on, TLS 1.2 minimum, the CA file or the system trust store, optional client
+    certificate.  Raises ConfigError naming the field of a file that cannot be loaded."""
+    where = "mqtt: tls"
+    ca = resolve(config_path, tls.ca_file) if tls.ca_file else None
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(config_path, f"{where}: field 'ca_file'", f"cannot load {ca}: {exc}") from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls.cert_file:
+        cert = resolve(config_path, tls.cert_file)
+        key = resolve(config_path, tls.key_file) if tls.key_file else None
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                config_path, f"{where}: field 'cert_file'", f"cannot load {cert}: {exc}"
+            ) from None
+    elif tls.key_file:
+        raise ConfigError(config_path, f"{where}: field 'key_file'", "needs cert_file too")
+    if tls.insecure_skip_verify:
+        log.warning(
+            "!!! TLS CERTIFICATE VERIFICATION IS OFF (insecure_skip_verify) !!! Anyone on the path can "
+            "impersonate the broker and read the credentials.  Use this on a bench only."
+        )
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def read_password(cfg: MqttConfig, config_path: str | Path) -> str | None:
+    """The broker password from `password_file` (0600), or None when no file is configured."""
+    if cfg.password_file is None:
+        return None
+    return read_secret(config_path, "mqtt: field 'password_file'", cfg.password_file)

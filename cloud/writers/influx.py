@@ -22,7 +22,7 @@ from influxdb_client.client.write_api import WriteOptions
 from influxdb_client.domain.write_precision import WritePrecision
 
 from cloud.config import InfluxStore
-from cloud.secretfile import read_secret
+from wire.configfile import read_secret
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import yaml
 
 from edge import cli
 from edge.config import load_gateway
-from edge.publisher import read_password
 from wire.configfile import ConfigError
+from wire.mqttconf import read_password
 
 PROFILES = Path(__file__).resolve().parents[2] / "firmware_configs" / "profiles"
 

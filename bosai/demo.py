@@ -30,7 +30,6 @@ from wire.configfile import ConfigError
 
 log = logging.getLogger(__name__)
 
-DEMO_GATEWAY = REPO_ROOT / "firmware_configs" / "gateways" / "demo-city-gw01.yaml"
 DEMO_REGISTRY = REPO_ROOT / "deploy" / "cloud" / "registry.demo.yaml"
 JST = timezone(timedelta(hours=9))
 # Demo sampling: every 2 minutes of scenario time, the fast-mode interval of Japanese
@@ -191,11 +190,19 @@ async def _run_field(
 ) -> dict[str, Any]:
     from edge.agent import Agent
     from edge.config import load_gateway
+    from simulators.gateway_config import write_gateway_config
     from simulators.runner import SimulatorSet
 
     sims = SimulatorSet(scenario, clock, work / "sim", PROFILES_DIR)
     async with sims as endpoints:
-        gw_path = write_gateway_config(endpoints, broker_url, protocol, work)
+        gw_path = write_gateway_config(
+            endpoints,
+            broker_url,
+            work / "gateway.yaml",
+            protocol=protocol,
+            interval=DEMO_INTERVAL_S,
+            batch_interval=60.0,
+        )
         agent = Agent(load_gateway(gw_path), clock)
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))
@@ -223,39 +230,6 @@ async def _run_field(
             "sensor_errors": dict(s.sensor_errors),
             "requests_served": sims.requests_served,
         }
-
-
-def write_gateway_config(
-    endpoints: Any,
-    broker_url: str,
-    protocol: str,
-    work: Path,
-    *,
-    interval: float = DEMO_INTERVAL_S,
-    rtu_pause: float | None = None,
-) -> Path:
-    """The example gateway config with its buses pointed at the simulators and its broker at ours.
-
-    Written to a file and loaded like any other config, so the demo and the end-to-end test go
-    through the same validation as a field installation.
-    """
-    raw = yaml.safe_load(DEMO_GATEWAY.read_text(encoding="utf-8"))
-    raw["mqtt"] = {"url": broker_url, "protocol": protocol, "allow_insecure": True, "keepalive": 10}
-    raw["outbox"] = {"path": str(work / "outbox.sqlite")}
-    raw["profiles_dir"] = str(PROFILES_DIR)
-    raw["publish"] = {"batch_interval": 60.0, "max_batch": 200}
-    for bus in raw["buses"]:
-        if bus["id"] in endpoints.modbus_tcp:
-            bus["host"], bus["port"] = endpoints.modbus_tcp[bus["id"]]
-        elif bus["id"] in endpoints.serial:
-            bus["port"] = endpoints.serial[bus["id"]]
-        if rtu_pause is not None and bus["type"] == "modbus_rtu":
-            bus["pause"] = rtu_pause
-    for sensor in raw["sensors"]:
-        sensor["interval"] = interval
-    path = work / "gateway.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def _write_consumer_config(opts: DemoOptions, broker_url: str, protocol: str, work: Path) -> Path:

@@ -62,6 +62,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="begin S seconds into the scenario (default: 0)",
     )
     run.add_argument(
+        "--write-gateway-config",
+        type=Path,
+        metavar="FILE",
+        help="write the example gateway config with its buses pointed at these simulators, for "
+        "`bosai edge run --config FILE` (a site rehearsal; use with --speed 1)",
+    )
+    run.add_argument(
+        "--broker",
+        default="mqtt://127.0.0.1:1883",
+        metavar="URL",
+        help="broker for --write-gateway-config (default: mqtt://127.0.0.1:1883)",
+    )
+    run.add_argument(
         "--profiles-dir",
         type=Path,
         default=_REPO_PROFILES,
@@ -160,7 +173,18 @@ async def _serve(scenario: Scenario, args: argparse.Namespace, workdir: Path) ->
             elif bus.id in endpoints.serial:
                 link = Path(endpoints.serial[bus.id])
                 print(f"  {bus.id:14} {bus.type:13} port: {link}  (-> {link.resolve()})")
-        print("Set these in the gateway config's buses and run `bosai edge run`.  Ctrl-C stops.", flush=True)
+        if args.write_gateway_config:
+            from simulators.gateway_config import write_gateway_config
+
+            gw = write_gateway_config(endpoints, args.broker, args.write_gateway_config)
+            print(f"Gateway config for these devices: {gw}\n  bosai edge run --config {gw} --once")
+            if args.speed != 1:
+                print(
+                    "  (the edge agent runs in real time: sample times follow the scenario only at --speed 1)"
+                )
+        else:
+            print("Set these in the gateway config's buses and run `bosai edge run`.")
+        print("Ctrl-C stops.", flush=True)
         await clock.sleep(args.start_at + duration - sims.scenario_time())
     print(
         f"bosai sim: done; {sims.requests_served} requests served; ground truth in {workdir / 'truth.jsonl'}"

@@ -24,13 +24,14 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from bosai.demo import DEMO_REGISTRY, write_gateway_config
+from bosai.demo import DEMO_REGISTRY
 from bosai.paths import PROFILES_DIR
 from cloud.config import load_consumer_config
 from cloud.consumer import Consumer
 from cloud.registry import Channel, load_registry
 from edge.agent import Agent
 from edge.config import load_gateway
+from simulators.gateway_config import write_gateway_config
 from simulators.runner import SimulatorSet, default_scenario_path, load_scenario
 from tests.servers import Mosquitto, VictoriaMetrics
 from wire import topics
@@ -113,7 +114,12 @@ async def _run_field(
     sims = SimulatorSet(scenario, clock, tmp / "sim", PROFILES_DIR)
     async with sims as endpoints:
         gw_path = write_gateway_config(
-            endpoints, mosquitto.url, "5", tmp, interval=INTERVAL_S, rtu_pause=0.005
+            endpoints,
+            mosquitto.url,
+            tmp / "gateway.yaml",
+            interval=INTERVAL_S,
+            rtu_pause=0.005,
+            batch_interval=60.0,
         )
         agent = Agent(load_gateway(gw_path), clock)
         stop = asyncio.Event()

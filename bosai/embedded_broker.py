@@ -57,7 +57,6 @@ class EmbeddedBroker:
             "plugins": {
                 # Loopback only, for the demo: production brokers get per-gateway credentials and ACLs.
                 "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
-                "amqtt.plugins.sys.broker.BrokerSysPlugin": {"sys_interval": 0},
             },
         }
         loop = asyncio.new_event_loop()

@@ -88,10 +88,34 @@ class Recorder:
         self.client.disconnect()
 
 
+# A slave that is configured and registered but never answers (unit id 9 is not on the bus):
+# its readings must arrive as timeout flags without values, and its bus-mates must not suffer.
+DEAD = {"id": "river-pt-09", "profile": "pressure-level-pt", "bus": "rs485-1", "unit_id": 9}
+DEAD_INTERVAL_S = 600.0
+
+
+def _registry_with_dead_sensor(tmp: Path) -> Path:
+    raw = yaml.safe_load(DEMO_REGISTRY.read_text(encoding="utf-8"))
+    twin = next(s for s in raw["sensors"] if s["id"] == "river-pt-02")
+    raw["sensors"].append({**twin, "id": DEAD["id"], "name": "dead backup gauge"})
+    path = tmp / "registry.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _add_dead_sensor(gateway_yaml: Path) -> None:
+    raw = yaml.safe_load(gateway_yaml.read_text(encoding="utf-8"))
+    raw["sensors"].append({**DEAD, "site": "ishikari-asahibashi", "interval": DEAD_INTERVAL_S})
+    for bus in raw["buses"]:
+        if bus["type"] == "modbus_rtu":  # a pty answers at once: a short timeout keeps the test fast
+            bus.update(timeout=0.05, retries=0)
+    gateway_yaml.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+
+
 def _consumer_config(tmp: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> Path:
     raw = {
         "mqtt": {"url": mosquitto.url, "protocol": "5", "allow_insecure": True, "client_id": "e2e-cloud"},
-        "registry": str(DEMO_REGISTRY),
+        "registry": str(_registry_with_dead_sensor(tmp)),
         "store": {
             "type": "influxdb",
             "url": victoria.url,
@@ -121,6 +145,7 @@ async def _run_field(
             rtu_pause=0.005,
             batch_interval=60.0,
         )
+        _add_dead_sensor(gw_path)
         agent = Agent(load_gateway(gw_path), clock)
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))
@@ -161,11 +186,11 @@ def reference_levels(channel: Channel, values: list[float]) -> list[int]:
 
 def test_storm_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
     scenario = load_scenario(default_scenario_path("demo-storm"))
-    registry = load_registry(DEMO_REGISTRY)
     recorder = Recorder(mosquitto.port)
     consumer = Consumer(
         load_consumer_config(_consumer_config(tmp_path, mosquitto, victoria)), tmp_path / "consumer.yaml"
     )
+    registry = load_registry(tmp_path / "registry.yaml")
     consumer.start()
     try:
         assert consumer.wait_ready(15), "consumer did not subscribe"
@@ -190,14 +215,21 @@ def test_storm_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria: Victor
     # Stored time = sample time truncated to the millisecond (the write precision).
     keys = [(r.sensor, r.kind, (r.ts - EPOCH) // timedelta(milliseconds=1)) for r, _ in published]
     assert len(set(keys)) == len(keys), "two readings of one series with the same sample time"
-    # Every series of the demo was sampled through the whole storm (6 devices, 11 series).
+    # Every series of the demo was sampled through the whole storm (6 devices, 11 series), the
+    # dead slave's bus-mates included; the dead slave gave flags only, never a value.
     per_series: dict[tuple[str, str], int] = defaultdict(int)
     for sensor, kind, _ in keys:
         per_series[(sensor, kind)] += 1
-    assert len(per_series) == 11
+    dead = (DEAD["id"], "river_level")
+    assert len(per_series) == 12
     expected_samples = scenario.duration / INTERVAL_S
     for series, n in per_series.items():
-        assert n >= 0.6 * expected_samples, f"{series} sampled only {n} times"
+        if series != dead:
+            assert n >= 0.6 * expected_samples, f"{series} sampled only {n} times"
+    dead_readings = [r for r, _ in published if r.sensor == DEAD["id"]]
+    assert len(dead_readings) >= 0.6 * scenario.duration / DEAD_INTERVAL_S
+    assert all(r.q is Quality.TIMEOUT and r.value is None for r in dead_readings)
+    assert stats.readings_bad == len(dead_readings)
 
     # --- the cloud: accepted all, lost none -----------------------------------------------------
     c = consumer.stats
@@ -284,3 +316,9 @@ def test_storm_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria: Victor
         states = [a.state for a in recorder.alerts if (a.sensor, a.kind) == series]
         if ids and "resolved" not in states[:-1]:
             assert len(set(ids)) == 1, series
+    n_alerts = sum(len(v) for v in expected.values())
+    print(
+        f"\nend to end: {stats.readings} readings ({stats.readings_bad} flagged) in {len(seqs)} messages, "
+        f"{len(stored_q)} points in VictoriaMetrics ({len(stored_value)} with a value), "
+        f"{len(per_series)} series, {n_alerts} alert state changes = {len(recorder.alerts)} alert messages"
+    )

@@ -17,6 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.config import load_consumer_config
 from cloud.consumer import Consumer
@@ -112,7 +113,7 @@ def _publish_all(mosquitto: Mosquitto, messages: list[bytes]) -> None:
         if len(acked) == len(messages):
             done.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="it-gw", protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="it-gw", protocol=mqtt.MQTTv5)
     client.on_publish = on_publish
     client.connect("127.0.0.1", mosquitto.port)
     client.loop_start()

@@ -14,6 +14,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bosai.paths import REPO_ROOT
@@ -73,7 +74,7 @@ def _client(server: Mosquitto, user: str | None, password: str | None) -> tuple[
         result.append(rc)
         connected.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user or "anon", protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user or "anon", protocol=mqtt.MQTTv5)
     client.tls_set(ca_certs=str(server.ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
     if user:
         client.username_pw_set(user, password)

@@ -23,6 +23,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
 from bosai.demo import DEMO_REGISTRY
 from bosai.paths import PROFILES_DIR
@@ -64,9 +65,7 @@ class Recorder:
         self.alerts: list[Alert] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id="e2e-recorder", protocol=mqtt.MQTTv5
-        )
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="e2e-recorder", protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.connect("127.0.0.1", url_port)
@@ -77,7 +76,7 @@ class Recorder:
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
             if msg.topic.endswith("/telemetry"):
-                t = decode_telemetry(msg.payload, max_past_s=10 * 86400)
+                t = decode_telemetry(bytes(msg.payload), max_past_s=10 * 86400)
                 self.telemetry_deliveries += 1
                 self.telemetry[t.seq] = t
             elif not msg.retain:  # retained copies replay state; live messages are the events

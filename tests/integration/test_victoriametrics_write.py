@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from influxdb_client import InfluxDBClient, WriteOptions, WritePrecision
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import WriteOptions
+from influxdb_client.domain.write_precision import WritePrecision
 
 from cloud import lineproto
 from tests.servers import VictoriaMetrics, http_request

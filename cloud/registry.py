@@ -1,7 +1,7 @@
 """The registry of tenants, sites, gateways and sensors (file-based).
 
 It is the authority for which gateway may report which sensor, where the sensor stands, its
-physical range, and the alert thresholds of each measured kind.  See docs/registry.md.
+physical range, and the alert thresholds of each measured kind.  See docs/configuration.md.
 """
 
 from __future__ import annotations

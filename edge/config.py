@@ -114,22 +114,15 @@ def load_gateway(path: str | Path) -> LoadedGateway:
         raise ConfigError(path, "field 'profiles_dir'", f"folder {profiles_dir} does not exist")
     profiles = load_profiles(profiles_dir)
 
-    bus_by_id: dict[str, Bus] = {}
-    for i, bus in enumerate(cfg.buses):
-        if bus.id in bus_by_id:
-            raise ConfigError(path, f"buses[{i}] (id {bus.id!r}): field 'id'", "duplicate bus id")
-        bus_by_id[bus.id] = bus
+    bus_by_id = configfile.index_by_id(path, "buses", cfg.buses)
     url_problem = check_url(cfg.mqtt)
     if url_problem:
         raise ConfigError(path, "mqtt: field 'url'", url_problem)
 
-    seen: set[str] = set()
+    configfile.index_by_id(path, "sensors", cfg.sensors)
     used_slaves: dict[tuple[str, int], str] = {}
     for i, s in enumerate(cfg.sensors):
         where = f"sensors[{i}] (id {s.id!r})"
-        if s.id in seen:
-            raise ConfigError(path, f"{where}: field 'id'", "duplicate sensor id")
-        seen.add(s.id)
         if s.bus not in bus_by_id:
             raise ConfigError(path, f"{where}: field 'bus'", f"no bus with id {s.bus!r}")
         if s.profile not in profiles:

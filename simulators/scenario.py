@@ -144,12 +144,9 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def _check(spec: ScenarioFile, path: Path) -> None:
-    signals: set[str] = set()
+    signals = configfile.index_by_id(path, "signals", spec.signals)
     for i, sig in enumerate(spec.signals):
         where = f"signals[{i}] (id {sig.id!r})"
-        if sig.id in signals:
-            raise ConfigError(path, f"{where}: field 'id'", "duplicate signal id")
-        signals.add(sig.id)
         if isinstance(sig, SlopeCreep) and sig.failure_time <= spec.duration:
             raise ConfigError(
                 path,
@@ -158,19 +155,13 @@ def _check(spec: ScenarioFile, path: Path) -> None:
             )
         if isinstance(sig, Blizzard) and sig.end <= sig.start:
             raise ConfigError(path, f"{where}: field 'end'", "must be after 'start'")
-    buses: dict[str, BusSpec] = {}
+    buses = configfile.index_by_id(path, "buses", spec.buses)
     for i, bus in enumerate(spec.buses):
-        if bus.id in buses:
-            raise ConfigError(path, f"buses[{i}] (id {bus.id!r}): field 'id'", "duplicate bus id")
         if bus.port is not None and bus.type != "modbus_tcp":
             raise ConfigError(path, f"buses[{i}] (id {bus.id!r}): field 'port'", "only for modbus_tcp buses")
-        buses[bus.id] = bus
-    seen: set[str] = set()
+    configfile.index_by_id(path, "devices", spec.devices)
     for i, dev in enumerate(spec.devices):
         where = f"devices[{i}] (id {dev.id!r})"
-        if dev.id in seen:
-            raise ConfigError(path, f"{where}: field 'id'", "duplicate device id")
-        seen.add(dev.id)
         if dev.bus not in buses:
             raise ConfigError(path, f"{where}: field 'bus'", f"no bus with id {dev.bus!r} in 'buses'")
         kinds: set[str] = set()

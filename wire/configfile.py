@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import re
 import stat
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import yaml
 
 T = TypeVar("T")
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+E = TypeVar("E", bound=HasId)
 
 
 class ConfigError(Exception):
@@ -146,3 +155,13 @@ def read_secret(config_path: str | Path, where: str, relative: str) -> str:
     if not secret:
         raise ConfigError(config_path, where, f"{path} is empty")
     return secret
+
+
+def index_by_id(path: str | Path, section: str, items: Iterable[E]) -> dict[str, E]:
+    """The entities of a list section keyed by id, or ConfigError on the first repeated id."""
+    out: dict[str, E] = {}
+    for i, item in enumerate(items):
+        if item.id in out:
+            raise ConfigError(path, f"{section}[{i}] (id {item.id!r}): field 'id'", "duplicate id")
+        out[item.id] = item
+    return out

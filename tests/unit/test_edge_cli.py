@@ -92,6 +92,7 @@ def mutate(raw: dict[str, object], dotted: str, value: object) -> None:
             ["sensors[1] (id 'snow-laser-01')", "field 'profile'", "no profile 'no-such-model'"],
         ),
         ("buses.0.timeout", -1, ["buses[0] (id 'rs485-1')", "field 'timeout'"]),
+        ("sensors.1.id", "river-pt-02", ["sensors[1] (id 'river-pt-02')", "field 'id'", "duplicate id"]),
     ],
 )
 def test_config_errors_exit_2_with_file_entity_field(

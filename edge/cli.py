@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from edge.config import LoadedGateway
     from wire.telemetry import Reading
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+from bosai.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -3,7 +3,8 @@
 Free-running devices print their lines every `interval` seconds of scenario time, aligned to
 multiples of the interval.  Polled devices answer the profile's `poll_command` with their lines;
 other bytes are ignored.  If the edge is not reading, at most `BACKLOG_BYTES` of old lines stay
-queued, like a receiver's buffer; older ones are lost.
+queued, like a receiver's buffer; older ones are lost.  Transport faults: `dropout` sends nothing,
+`garbled`/`partial_line` damage the lines (AsciiDevice.payload), `slow` answers a poll late.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from simulators.devices import AsciiDevice
+from simulators.faults import Dropout, Slow
 from simulators.pty_link import PtyLink
 from wire.clock import Clock
 
@@ -52,10 +54,13 @@ class AsciiSerialServer:
             self._task = None
         self._pty.close()
 
-    def _payload(self) -> bytes:
-        fmt = self.device.fmt
-        lines = self.device.lines(self._scenario_time())
-        return "".join(line + fmt.line_terminator for line in lines).encode(fmt.encoding)
+    def _reply(self) -> tuple[bytes | None, float]:
+        """(bytes to send or None for silence, wall-clock delay) at the current scenario time."""
+        t = self._scenario_time()
+        fault = self.device.transport_fault(t)
+        if isinstance(fault, Dropout):
+            return None, 0.0
+        return self.device.payload(t, fault), fault.delay if isinstance(fault, Slow) else 0.0
 
     async def _free_run(self) -> None:
         interval = self.device.spec.interval
@@ -64,7 +69,12 @@ class AsciiSerialServer:
             await self._clock.sleep((math.floor(t / interval) + 1) * interval - t)
             if self._pty.pending_for_edge() > BACKLOG_BYTES:
                 self._pty.discard_pending()
-            if not self._pty.write(self._payload()):
+            payload, delay = self._reply()
+            if payload is None:
+                continue
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if not self._pty.write(payload):
                 log.debug("%s: line lost (nobody reading)", self.device.id)
 
     def _on_data(self, data: bytes) -> None:
@@ -72,6 +82,12 @@ class AsciiSerialServer:
         self._inbox += data
         while command in self._inbox:
             self._inbox = self._inbox.split(command, 1)[1]
+            payload, delay = self._reply()
+            if payload is None:
+                continue
             self.requests_served += 1
-            self._pty.write(self._payload())
+            if delay > 0:
+                asyncio.get_running_loop().call_later(delay, self._pty.write, payload)
+            else:
+                self._pty.write(payload)
         self._inbox = self._inbox[-(len(command) - 1) :] if len(command) > 1 else b""

@@ -2,8 +2,9 @@
 
 A device knows, for each of its profile's points, the true physical value at scenario time t
 (`truth`, in the point's unit: what the edge should report after decoding) and what the sensor
-itself measures (`measured`: truth plus seeded gaussian noise, and for snow sensors the distance
-down to the surface rather than the depth).  The transports encode `measured` values.
+itself measures (`measured`: truth plus seeded gaussian noise and any value fault, and for snow
+sensors the distance down to the surface rather than the depth).  The transports encode
+`measured` values, and ask `transport_fault` whether to answer at all (simulators/faults.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,25 @@ from pathlib import Path
 
 from edge.profiles import LENGTH_UNITS_PER_METRE, AsciiFormat, AsciiPoint, ModbusPoint, Profile
 from simulators.encoding import ascii_number
+from simulators.faults import (
+    Drift,
+    Garbled,
+    LinkLoss,
+    PartialLine,
+    Spike,
+    Stuck,
+    TransportFault,
+    ValueFault,
+)
 from simulators.scenario import DeviceSpec, Scenario
 from wire.configfile import ConfigError
+
+# Units a signal may be given in for a point in another unit of the same quantity: per base unit.
+UNIT_GROUPS: tuple[dict[str, float], ...] = (
+    LENGTH_UNITS_PER_METRE,
+    {"deg": 1.0, "arcsec": 3600.0, "mrad": 1000.0 * 3.141592653589793 / 180.0},
+)
+LINE_NOISE = "#?~*%&@!\x00\x7f"  # what a ground loop or a loose RS-232 pin puts in a line
 
 # How many evenly spaced scenario times each ASCII template is rendered at, at load, to check
 # that every line it produces matches the profile (catches e.g. a number too wide for the regex).
@@ -31,6 +49,11 @@ class VirtualDevice:
     scenario: Scenario
     _factor: dict[str, float] = field(default_factory=dict)  # signal unit -> point unit
     _rng: dict[str, random.Random] = field(default_factory=dict)
+    _value_faults: list[ValueFault] = field(default_factory=list)
+    _transport_faults: list[TransportFault] = field(default_factory=list)
+    _fault_rng: random.Random = field(default_factory=random.Random)
+    _stuck_at: dict[int, float] = field(default_factory=dict)  # index of a Stuck fault -> value
+    faults_injected: dict[str, int] = field(default_factory=dict)  # fault type -> times applied
 
     @property
     def id(self) -> str:
@@ -45,21 +68,54 @@ class VirtualDevice:
     def point(self, kind: str) -> ModbusPoint | AsciiPoint:
         return next(p for p in self.points() if p.kind == kind)
 
+    def unit_factor(self, kind: str) -> float:
+        """Multiply a value in the signal's unit by this to get the point's unit."""
+        return self._factor[kind]
+
     def truth(self, kind: str, t: float) -> float:
         """Noise-free physical value of `kind` at scenario time t, in the point's unit."""
         return self.scenario.value(self.spec.feed(kind).signal, t) * self._factor[kind]
 
     def measured(self, kind: str, t: float, noisy: bool = True) -> float:
-        """What the sensor measures: truth plus noise, as a distance for distance-to-depth points."""
+        """What the sensor measures: truth plus noise and value faults (unless `noisy` is
+        False: the clean reading), as a distance for distance-to-depth points."""
         feed = self.spec.feed(kind)
         value = self.truth(kind, t)
         if noisy and feed.noise > 0:
             value += self._rng[kind].gauss(0.0, feed.noise)
+        if noisy:
+            value = self._apply_value_faults(kind, t, value)
         point = self.point(kind)
         if point.distance_to_depth:
             assert self.spec.mounting_height is not None
             value = self.spec.mounting_height * LENGTH_UNITS_PER_METRE[point.unit] - value
         return value
+
+    def _apply_value_faults(self, kind: str, t: float, value: float) -> float:
+        stuck: float | None = None
+        for n, fault in enumerate(self._value_faults):
+            if fault.kind != kind or not fault.active(t):
+                continue
+            self._count(fault.type_name)
+            if isinstance(fault, Spike):
+                value += fault.magnitude
+            elif isinstance(fault, Drift):
+                value += fault.rate * (t - fault.start) / 3600.0
+            elif isinstance(fault, Stuck):
+                stuck = self._stuck_at.setdefault(n, value)
+        return value if stuck is None else stuck
+
+    def transport_fault(self, t: float) -> TransportFault | None:
+        """The transport fault hitting a request at scenario time t, if any (first match in
+        file order; `probability` rolls a seeded die per request)."""
+        for fault in self._transport_faults:
+            if fault.active(t) and (fault.probability >= 1 or self._fault_rng.random() < fault.probability):
+                self._count(fault.type_name)
+                return fault
+        return None
+
+    def _count(self, name: str) -> None:
+        self.faults_injected[name] = self.faults_injected.get(name, 0) + 1
 
 
 @dataclass
@@ -82,6 +138,29 @@ class AsciiDevice(VirtualDevice):
             assert isinstance(p, AsciiPoint)
             values[p.group] = ascii_number(p, self.measured(p.kind, t, noisy))
         return [template.format(**values) for template in self.spec.format]
+
+    def payload(self, t: float, fault: TransportFault | None = None) -> bytes:
+        """The bytes sent at scenario time t, terminators included, damaged by `fault`:
+        `garbled` replaces about a fifth of each line's characters with line noise,
+        `partial_line` cuts one line short and loses its terminator."""
+        fmt = self.fmt
+        lines = self.lines(t)
+        term = fmt.line_terminator
+        rng = self._fault_rng
+        if isinstance(fault, Garbled):
+            lines = [
+                "".join(rng.choice(LINE_NOISE) if rng.random() < 0.2 else c for c in line) for line in lines
+            ]
+            k = rng.randrange(len(lines))  # at least one character of noise
+            if lines[k]:
+                i = rng.randrange(len(lines[k]))
+                lines[k] = lines[k][:i] + rng.choice(LINE_NOISE) + lines[k][i + 1 :]
+        text = "".join(line + term for line in lines)
+        if isinstance(fault, PartialLine):
+            k = rng.randrange(len(lines))
+            cut = rng.randrange(1, max(2, len(lines[k])))
+            text = "".join((line[:cut] if n == k else line + term) for n, line in enumerate(lines))
+        return text.encode(fmt.encoding, errors="replace")
 
 
 def build_devices(scenario: Scenario, profiles: dict[str, Profile]) -> dict[str, VirtualDevice]:
@@ -125,6 +204,7 @@ def build_devices(scenario: Scenario, profiles: dict[str, Profile]) -> dict[str,
             ascii_buses.add(spec.bus)
             dev = AsciiDevice(spec, profile, scenario, _fields_rng=_rng(scenario.seed, spec.id, "fields"))
         _bind_points(dev, where)
+        _bind_faults(dev)
         if isinstance(dev, AsciiDevice):
             _check_templates(dev, where)
         out[spec.id] = dev
@@ -153,10 +233,11 @@ def _bind_points(dev: VirtualDevice, where: str) -> None:
                 path, f"{where}: field 'points'", f"missing {p.kind!r} (every profile point needs a signal)"
             )
         unit = _signal_unit(dev.scenario, feed.signal)
+        group = next((g for g in UNIT_GROUPS if unit in g and p.unit in g), None)
         if unit == p.unit:
             dev._factor[p.kind] = 1.0
-        elif unit in LENGTH_UNITS_PER_METRE and p.unit in LENGTH_UNITS_PER_METRE:
-            dev._factor[p.kind] = LENGTH_UNITS_PER_METRE[p.unit] / LENGTH_UNITS_PER_METRE[unit]
+        elif group is not None:
+            dev._factor[p.kind] = group[p.unit] / group[unit]
         else:
             raise ConfigError(
                 path,
@@ -168,6 +249,15 @@ def _bind_points(dev: VirtualDevice, where: str) -> None:
                 path, f"{where}: field 'mounting_height'", "required: the sensor measures distance"
             )
         dev._rng[p.kind] = _rng(dev.scenario.seed, dev.spec.id, p.kind)
+
+
+def _bind_faults(dev: VirtualDevice) -> None:
+    for fault in dev.scenario.faults_of(dev.id):
+        if isinstance(fault, Spike | Stuck | Drift):
+            dev._value_faults.append(fault)
+        elif not isinstance(fault, LinkLoss):  # the uplink's, not a device's
+            dev._transport_faults.append(fault)
+    dev._fault_rng = _rng(dev.scenario.seed, dev.spec.id, "faults")
 
 
 def _signal_unit(scenario: Scenario, name: str) -> str:

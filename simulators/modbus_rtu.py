@@ -5,11 +5,13 @@ RTU frame: unit id (1) + PDU + CRC-16/MODBUS (2, low byte first).  Real slaves d
 FC3/FC4 requests (like every fixed-length request) are exactly 8 bytes, and a window is a frame
 only if its CRC checks.  Partial reads wait for more bytes; garbage is skipped one byte at a time
 until a CRC-valid frame lines up.  Frames for a unit not on this bus get no answer, as on a real
-bus.  Variable-length requests (FC15/16) are not recognised, so they go unanswered.
+bus.  Variable-length requests (FC15/16) are not recognised, so they go unanswered.  A corrupted
+CRC flips bits of the CRC's low byte; a slow unit's answer is written after its delay.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from simulators.modbus_slave import ModbusSlaves
@@ -77,6 +79,13 @@ class ModbusRtuServer:
 
     def _on_data(self, data: bytes) -> None:
         for frame in self._framer.feed(data):
-            response = self.slaves.handle(frame[0], frame[1:])
-            if response is not None:
-                self._pty.write(with_crc(frame[:1] + response))
+            reply = self.slaves.handle(frame[0], frame[1:])
+            if reply is None or reply.pdu is None:
+                continue
+            out = with_crc(frame[:1] + reply.pdu)
+            if reply.corrupt_crc:
+                out = out[:-2] + bytes([out[-2] ^ 0x5A]) + out[-1:]
+            if reply.delay > 0:
+                asyncio.get_running_loop().call_later(reply.delay, self._pty.write, out)
+            else:
+                self._pty.write(out)

@@ -3,17 +3,21 @@
 Written by hand rather than with pymodbus's server on purpose: the edge's pymodbus client is then
 tested against a second, independent implementation, and faults can later be injected at frame
 level.  Supported: FC3 (read holding registers) and FC4 (read input registers).  Anything else
-gets exception 01; an address the device does not map gets 02; a bad count gets 03.
+gets exception 01; an address the device does not map gets 02; a bad count gets 03.  A device's
+scheduled transport faults (simulators/faults.py) shape the `Reply`: silence, an exception, a
+corrupted CRC or a late answer; the transports carry that out.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from edge.profiles import REGISTER_COUNT, ModbusPoint
 from simulators.devices import VirtualDevice
 from simulators.encoding import encode_modbus
+from simulators.faults import BadCrc, Dropout, ModbusException, Slow
 
 READ_HOLDING = 3
 READ_INPUT = 4
@@ -72,25 +76,43 @@ class RegisterBank:
         return out
 
 
+@dataclass(frozen=True)
+class Reply:
+    pdu: bytes | None  # None: the unit stays silent (the master times out)
+    corrupt_crc: bool = False  # RTU: send the frame with a wrong CRC
+    delay: float = 0.0  # wall-clock seconds before answering
+
+
 class ModbusSlaves:
-    """The units on one bus.  `handle` turns a request PDU into a response PDU."""
+    """The units on one bus.  `handle` turns a request PDU into a `Reply`."""
 
     def __init__(self, banks: dict[int, RegisterBank], scenario_time: Callable[[], float]) -> None:
         self.banks = banks
         self._scenario_time = scenario_time
         self.requests_served = 0
 
-    def handle(self, unit: int, pdu: bytes) -> bytes | None:
-        """Response PDU for `pdu` addressed to `unit`; None if no such unit (it stays silent)."""
+    def handle(self, unit: int, pdu: bytes) -> Reply | None:
+        """The reply to `pdu` addressed to `unit`; None if there is no such unit."""
         bank = self.banks.get(unit)
         if bank is None or not pdu:
             return None
-        self.requests_served += 1
+        t = self._scenario_time()
         function = pdu[0]
+        fault = bank.device.transport_fault(t)
+        if isinstance(fault, Dropout):
+            return Reply(None)
+        self.requests_served += 1
+        if isinstance(fault, ModbusException):
+            return Reply(bytes([function | 0x80, fault.code]))
         try:
-            return _read(bank, pdu, self._scenario_time())
+            response = _read(bank, pdu, t)
         except ModbusError as exc:
-            return bytes([function | 0x80, exc.code])
+            response = bytes([function | 0x80, exc.code])
+        return Reply(
+            response,
+            corrupt_crc=isinstance(fault, BadCrc),
+            delay=fault.delay if isinstance(fault, Slow) else 0.0,
+        )
 
 
 def _read(bank: RegisterBank, pdu: bytes, t: float) -> bytes:

@@ -3,6 +3,7 @@
 MBAP header: transaction id (2), protocol id (2, always 0), length (2, unit id + PDU), unit id (1).
 A unit id nobody answers to gets exception 0x0B, like a TCP-to-RS-485 converter whose slave is
 silent.  A malformed header closes the connection (a real server cannot resynchronise a stream).
+A unit in a dropout fault sends nothing (the client times out); a slow one answers late.
 """
 
 from __future__ import annotations
@@ -50,9 +51,15 @@ class ModbusTcpServer:
                     log.debug("bad MBAP header (protocol %d, length %d); closing", protocol, length)
                     break
                 pdu = await reader.readexactly(length - 1)
-                response = self.slaves.handle(unit, pdu)
-                if response is None:
+                reply = self.slaves.handle(unit, pdu)
+                if reply is None:
                     response = bytes([(pdu[0] if pdu else 0) | 0x80, GATEWAY_TARGET_FAILED])
+                elif reply.pdu is None:
+                    continue
+                else:
+                    response = reply.pdu
+                    if reply.delay > 0:
+                        await asyncio.sleep(reply.delay)
                 writer.write(MBAP.pack(tid, 0, len(response) + 1, unit) + response)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):

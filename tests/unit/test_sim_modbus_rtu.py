@@ -71,28 +71,32 @@ def _slaves() -> ModbusSlaves:
     return ModbusSlaves(banks, lambda: 6.5 * 3600)
 
 
+def _pdu(slaves: ModbusSlaves, unit: int, request: bytes) -> bytes | None:
+    """The response PDU, or None when no unit answers."""
+    reply = slaves.handle(unit, request)
+    return None if reply is None else reply.pdu
+
+
 def test_slave_reads_and_exceptions() -> None:
     slaves = _slaves()
     # unit 4 (pressure-level-pt): decimals register 3, level int16 at 4
-    resp = slaves.handle(4, bytes([3]) + struct.pack(">HH", 3, 2))
+    resp = _pdu(slaves, 4, bytes([3]) + struct.pack(">HH", 3, 2))
     assert resp is not None and resp[:2] == bytes([3, 4])
     decimals, raw = struct.unpack(">hh", resp[2:])
     assert decimals == 3 and abs(raw / 1000 - 3.99) < 0.06
-    assert slaves.handle(4, bytes([4]) + struct.pack(">HH", 3, 2)) == bytes(
+    assert _pdu(slaves, 4, bytes([4]) + struct.pack(">HH", 3, 2)) == bytes(
         [0x84, 0x02]
     )  # not an input register
-    assert slaves.handle(4, bytes([3]) + struct.pack(">HH", 5, 1)) == bytes([0x83, 0x02])  # unmapped address
-    assert slaves.handle(4, bytes([3]) + struct.pack(">HH", 3, 0)) == bytes([0x83, 0x03])  # count 0
-    assert slaves.handle(4, bytes([6]) + struct.pack(">HH", 4, 1)) == bytes(
-        [0x86, 0x01]
-    )  # write: unsupported
-    assert slaves.handle(9, bytes([3]) + struct.pack(">HH", 4, 1)) is None  # nobody is unit 9
+    assert _pdu(slaves, 4, bytes([3]) + struct.pack(">HH", 5, 1)) == bytes([0x83, 0x02])  # unmapped address
+    assert _pdu(slaves, 4, bytes([3]) + struct.pack(">HH", 3, 0)) == bytes([0x83, 0x03])  # count 0
+    assert _pdu(slaves, 4, bytes([6]) + struct.pack(">HH", 4, 1)) == bytes([0x86, 0x01])  # write: unsupported
+    assert _pdu(slaves, 9, bytes([3]) + struct.pack(">HH", 4, 1)) is None  # nobody is unit 9
     assert slaves.requests_served == 5
 
 
 def test_slave_serves_both_registers_of_a_float_from_one_sample() -> None:
     slaves = _slaves()
-    resp = slaves.handle(3, bytes([4]) + struct.pack(">HH", 0, 4))  # tilt x, tilt y, temperature (BADC)
+    resp = _pdu(slaves, 3, bytes([4]) + struct.pack(">HH", 0, 4))  # tilt x, tilt y, temperature (BADC)
     assert resp is not None and resp[1] == 8
     x, y = struct.unpack(">hh", resp[2:6])
     b, a, d, c = resp[6:10]

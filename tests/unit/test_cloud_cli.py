@@ -47,7 +47,7 @@ def secret(path: Path, mode: int) -> Path:
 def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("cloud", "check-config", "--config", str(write_config(tmp_path))) == 0
     out = capsys.readouterr().out
-    assert "bosai/v1/+/+/telemetry" in out and "6 sensors" in out and "line-protocol files" in out
+    assert "bosai/v1/+/+/telemetry" in out and "7 sensors" in out and "line-protocol files" in out
 
 
 def test_example_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:

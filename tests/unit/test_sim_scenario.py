@@ -48,7 +48,7 @@ def test_blizzard_closed_form_matches_numerical_integration() -> None:
 
 def test_slope_creep_follows_inverse_velocity() -> None:
     tf = 10 * HOUR
-    s = SlopeCreep(id="s", failure_time=tf, A=0.2, drift=0.0, lever=1.0)
+    s = SlopeCreep(id="s", failure_time=tf, initial_velocity=86400 / (0.2 * tf), drift=0.0, lever=1.0)
     # 1/v falls linearly to 0 at tf: v = 1 / (A (tf - t)) in mm/s
     for t in (HOUR, 5 * HOUR, 9.9 * HOUR):
         dt = 1.0

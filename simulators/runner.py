@@ -8,17 +8,14 @@
 
 Scenario time is clock.now() - clock.start for a ScaledClock (the storm starts at the clock's
 start), and counts from __aenter__ otherwise; `start_at` shifts it to begin mid-scenario.  Served
-values are truth + seeded noise, quantised by the profile's encoding.  On exit the ground truth
-is written to {workdir}/truth.jsonl.
+values are truth + seeded noise + scheduled faults, quantised by the profile's encoding.  On exit
+the ground truth (simulators/truth.py) is written to {workdir}/truth.jsonl or `truth_path`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edge.profiles import load_profiles
 from simulators.ascii_serial import AsciiSerialServer
@@ -26,14 +23,14 @@ from simulators.devices import AsciiDevice, VirtualDevice, build_devices
 from simulators.modbus_rtu import ModbusRtuServer
 from simulators.modbus_slave import ModbusSlaves, RegisterBank
 from simulators.modbus_tcp import ModbusTcpServer
-from simulators.physics import SlopeCreep
 from simulators.scenario import Scenario, load_scenario
+from simulators.truth import TRUTH_STEP_S, scenario_truth, write_truth
+from simulators.uplink import LinkWindow, UplinkProxy
 from wire.clock import Clock, ScaledClock
 
 __all__ = ["Endpoints", "SimulatorSet", "default_scenario_path", "load_scenario", "scenario_names"]
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
-TRUTH_STEP_S = 60.0
 
 
 def default_scenario_path(name: str) -> Path:
@@ -49,6 +46,7 @@ def scenario_names() -> list[str]:
 class Endpoints:
     modbus_tcp: dict[str, tuple[str, int]]  # bus id -> (host, port)
     serial: dict[str, str]  # bus id -> path of the pty symlink for the edge
+    uplink: tuple[str, int] | None = None  # the proxy the gateway reaches its broker through
 
 
 class SimulatorSet:
@@ -61,18 +59,26 @@ class SimulatorSet:
         host: str = "127.0.0.1",
         *,
         start_at: float = 0.0,
+        truth_path: Path | None = None,
+        uplink: tuple[str, int] | None = None,
     ) -> None:
-        """`start_at`: scenario time at the clock's start (e.g. jump to the flood peak)."""
+        """`start_at`: scenario time at the clock's start (e.g. jump to the flood peak);
+        `truth_path`: where the ground truth goes on exit (default {workdir}/truth.jsonl);
+        `uplink`: the broker's (host, port): serve an uplink proxy to it that carries out the
+        scenario's link-loss faults (simulators/uplink.py)."""
         self.scenario = scenario
         self.clock = clock
         self.workdir = Path(workdir)
         self.host = host
+        self.truth_path = truth_path or self.workdir / "truth.jsonl"
         self.devices: dict[str, VirtualDevice] = build_devices(scenario, load_profiles(profiles_dir))
         self._start_at = start_at
         self._origin = (clock.start if isinstance(clock, ScaledClock) else clock.now()) - start_at
         self._tcp: list[ModbusTcpServer] = []
         self._rtu: list[ModbusRtuServer] = []
         self._ascii: list[AsciiSerialServer] = []
+        self._uplink_target = uplink
+        self.uplink: UplinkProxy | None = None
         self._served_before = 0  # by servers already closed
 
     @property
@@ -111,14 +117,21 @@ class SimulatorSet:
                     rtu = ModbusRtuServer(slaves, link)
                     self._rtu.append(rtu)
                     serial[bus.id] = str(rtu.start())
+            uplink = None
+            if self._uplink_target is not None:
+                windows = [LinkWindow(f.start, f.end, f.mode) for f in self.scenario.link_losses()]
+                self.uplink = UplinkProxy(
+                    self._uplink_target, windows, self.clock, self.scenario_time, host=self.host
+                )
+                uplink = await self.uplink.start()
         except BaseException:
             await self._close()
             raise
-        return Endpoints(tcp, serial)
+        return Endpoints(tcp, serial, uplink)
 
     async def __aexit__(self, *exc: object) -> None:
         await self._close()
-        self.write_truth(self.workdir / "truth.jsonl")
+        self.write_truth()
 
     async def _close(self) -> None:
         self._served_before = self.requests_served
@@ -129,6 +142,8 @@ class SimulatorSet:
         for asc in self._ascii:
             await asc.close()
         self._tcp, self._rtu, self._ascii = [], [], []
+        if self.uplink is not None:
+            await self.uplink.close()
 
     @property
     def requests_served(self) -> int:
@@ -141,42 +156,15 @@ class SimulatorSet:
         """Noise-free physical value of `kind` at clock time t (epoch seconds), in the point's unit."""
         return self.devices[device_id].truth(kind, t - self._origin)
 
-    def write_truth(self, path: Path, step_s: float = TRUTH_STEP_S) -> None:
-        """Ground truth as JSON lines: one "value" line per device, kind and step over the
-        scenario, and one "failure" line per slope point whose signal creeps to failure."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        steps = math.floor(self.scenario.duration / step_s + 1e-9)
-        with path.open("w", encoding="utf-8") as f:
-            header = {
-                "type": "scenario",
-                "name": self.scenario.name,
-                "start": self._origin,
-                "duration": self.scenario.duration,
-                "seed": self.scenario.seed,
-            }
-            f.write(json.dumps(header) + "\n")
-            for dev in self.devices.values():
-                for feed in dev.spec.points:
-                    kind = feed.kind
-                    unit = dev.point(kind).unit
-                    for k in range(steps + 1):
-                        s = k * step_s
-                        row: dict[str, Any] = {
-                            "type": "value",
-                            "device": dev.id,
-                            "kind": kind,
-                            "t": self._origin + s,
-                            "value": dev.truth(kind, s),
-                            "unit": unit,
-                        }
-                        f.write(json.dumps(row) + "\n")
-                    signal = self.scenario.signal(feed.signal)
-                    if isinstance(signal, SlopeCreep):
-                        row = {
-                            "type": "failure",
-                            "device": dev.id,
-                            "kind": kind,
-                            "t": self._origin + signal.failure_time,
-                        }
-                        f.write(json.dumps(row) + "\n")
+    def faults_injected(self) -> dict[str, int]:
+        """How many times each fault type was applied (requests hit, readings altered)."""
+        total: dict[str, int] = {}
+        for dev in self.devices.values():
+            for name, n in dev.faults_injected.items():
+                total[name] = total.get(name, 0) + n
+        return total
+
+    def write_truth(self, path: Path | None = None, step_s: float = TRUTH_STEP_S) -> Path:
+        """Write the ground truth (simulators/truth.py) with this run's clock times."""
+        records = scenario_truth(self.scenario, self.devices, self._origin, step_s)
+        return write_truth(records, path or self.truth_path)

@@ -35,17 +35,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
-from simulators.physics import Blizzard, Signal, SlopeCreep
+from simulators.faults import ASCII_ONLY, MODBUS_ONLY, RTU_ONLY, Fault, LinkLoss, ValueFault
+from simulators.physics import Blizzard, Signal, SlopeCreep, TimeFunction
 from wire import configfile
 from wire.configfile import ConfigError
 from wire.ids import Ident
 from wire.telemetry import Kind
 
+if TYPE_CHECKING:
+    from cloud.registry import Channel, Registry, Sensor
+
 BusType = Literal["modbus_tcp", "modbus_rtu", "ascii_serial"]
+SHIPPED_DIR = Path(__file__).resolve().parent / "scenarios"
 
 
 class BusSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -86,6 +91,11 @@ class ScenarioFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     signals: list[Signal]
     devices: Annotated[list[DeviceSpec], msgspec.Meta(min_length=1)]
     seed: int = 0
+    faults: list[Fault] = []
+    # The cloud registry whose sites and thresholds the ground truth's crossings are scored
+    # against (path relative to this file), and the tenant the devices belong to in it.
+    registry: str | None = None
+    tenant: Ident | None = None
 
 
 @dataclass(frozen=True)
@@ -94,10 +104,38 @@ class Scenario:
 
     path: Path
     spec: ScenarioFile
+    registry: Registry | None = None
     signals: dict[str, Signal] = field(init=False)
+    _compiled: dict[str, TimeFunction] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "signals", {s.id: s for s in self.spec.signals})
+        object.__setattr__(self, "_compiled", _compile_signals(self.path, self.spec))
+
+    @property
+    def faults(self) -> list[Fault]:
+        return self.spec.faults
+
+    def faults_of(self, device_id: str) -> list[Fault]:
+        return [f for f in self.spec.faults if getattr(f, "device", None) == device_id]
+
+    def link_losses(self) -> list[LinkLoss]:
+        return [f for f in self.spec.faults if isinstance(f, LinkLoss)]
+
+    def _sensor(self, device_id: str) -> Sensor | None:
+        if self.registry is None or self.spec.tenant is None:
+            return None
+        return self.registry.sensors.get((self.spec.tenant, device_id))
+
+    def site_of(self, device_id: str) -> str | None:
+        """The registry site of a device (devices are named like the sensors they stand for)."""
+        sensor = self._sensor(device_id)
+        return sensor.site if sensor else None
+
+    def channel(self, device_id: str, kind: str) -> Channel | None:
+        """The registry channel (unit, direction, thresholds) of a device's measured kind."""
+        sensor = self._sensor(device_id)
+        return sensor.channels.get(kind) if sensor else None
 
     @property
     def name(self) -> str:
@@ -132,15 +170,56 @@ class Scenario:
     def value(self, signal: str, t: float) -> float:
         """Signal value at scenario time t.  Time is held within [0, duration]: before the start
         and after the end the world stands still (so a slope never reaches its failure time)."""
-        return self.signals[signal].value_at(min(max(t, 0.0), self.spec.duration))
+        return self._compiled[signal](min(max(t, 0.0), self.spec.duration))
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Load and check a scenario file, or raise ConfigError naming file, entity and field."""
+def _compile_signals(path: Path, spec: ScenarioFile) -> dict[str, TimeFunction]:
+    """Compile every signal after the ones it depends on; unknown ids and cycles are errors."""
+    by_id = {s.id: (i, s) for i, s in enumerate(spec.signals)}
+    compiled: dict[str, TimeFunction] = {}
+    visiting: set[str] = set()
+
+    def visit(name: str) -> TimeFunction:
+        if name in compiled:
+            return compiled[name]
+        i, sig = by_id[name]
+        where = f"signals[{i}] (id {name!r})"
+        if name in visiting:
+            raise ConfigError(path, where, "depends on itself through other signals")
+        visiting.add(name)
+        inputs: dict[str, TimeFunction] = {}
+        for dep in sig.depends_on():
+            if dep not in by_id:
+                raise ConfigError(path, where, f"reads signal {dep!r}, which is not in 'signals'")
+            inputs[dep] = visit(dep)
+        visiting.discard(name)
+        compiled[name] = sig.compile(inputs, spec.duration)
+        return compiled[name]
+
+    for name in by_id:
+        visit(name)
+    return compiled
+
+
+def load_scenario(path: str | Path, registry: str | Path | None = None) -> Scenario:
+    """Load and check a scenario file, or raise ConfigError naming file, entity and field.
+    `registry` overrides the file's own `registry` (thresholds for the ground truth)."""
+    from cloud.registry import load_registry  # the registry's schema is the cloud's
+
     path = Path(path)
     spec = configfile.load(path, ScenarioFile)
     _check(spec, path)
-    return Scenario(path, spec)
+    reg_path = Path(registry) if registry is not None else None
+    if reg_path is None and spec.registry is not None:
+        # Relative to the scenario file; a copy of a shipped scenario (edited elsewhere) still
+        # finds the registry the shipped one names.
+        candidates = [(path.parent / spec.registry).resolve(), (SHIPPED_DIR / spec.registry).resolve()]
+        reg_path = next((c for c in candidates if c.exists()), None)
+        if reg_path is None:
+            raise ConfigError(path, "field 'registry'", f"no such file: {candidates[0]}")
+    if reg_path is not None and spec.tenant is None:
+        raise ConfigError(path, "field 'tenant'", "required with a registry: the tenant of the devices")
+    return Scenario(path, spec, load_registry(reg_path) if reg_path is not None else None)
 
 
 def _check(spec: ScenarioFile, path: Path) -> None:
@@ -155,6 +234,8 @@ def _check(spec: ScenarioFile, path: Path) -> None:
             )
         if isinstance(sig, Blizzard) and sig.end <= sig.start:
             raise ConfigError(path, f"{where}: field 'end'", "must be after 'start'")
+        for fld, message in sig.check():
+            raise ConfigError(path, f"{where}: field {fld!r}", message)
     buses = configfile.index_by_id(path, "buses", spec.buses)
     for i, bus in enumerate(spec.buses):
         if bus.port is not None and bus.type != "modbus_tcp":
@@ -176,3 +257,30 @@ def _check(spec: ScenarioFile, path: Path) -> None:
         for name, (lo, hi) in dev.random_fields.items():
             if lo > hi:
                 raise ConfigError(path, f"{where}: random_fields: field {name!r}", "low must not exceed high")
+    _check_faults(spec, path, buses)
+
+
+def _check_faults(spec: ScenarioFile, path: Path, buses: dict[str, BusSpec]) -> None:
+    """Faults must name a device and point that exist, fit the device's transport, and lie in
+    the scenario.  (Whether the transport is Modbus or ASCII is the bus's type.)"""
+    devices = {d.id: d for d in spec.devices}
+    for i, fault in enumerate(spec.faults):
+        where = f"faults[{i}] ({fault.type_name})"
+        if fault.end <= fault.start:
+            raise ConfigError(path, f"{where}: field 'end'", "must be after 'start'")
+        if fault.start >= spec.duration:
+            raise ConfigError(path, f"{where}: field 'start'", "must be before the scenario end")
+        if isinstance(fault, LinkLoss):
+            continue
+        dev = devices.get(fault.device)
+        if dev is None:
+            raise ConfigError(path, f"{where}: field 'device'", f"no device {fault.device!r}")
+        if isinstance(fault, ValueFault) and fault.kind not in {p.kind for p in dev.points}:
+            raise ConfigError(path, f"{where}: field 'kind'", f"{dev.id!r} has no point {fault.kind!r}")
+        bus_type = buses[dev.bus].type
+        if isinstance(fault, MODBUS_ONLY) and bus_type == "ascii_serial":
+            raise ConfigError(path, f"{where}: field 'type'", "Modbus exceptions need a Modbus device")
+        if isinstance(fault, RTU_ONLY) and bus_type != "modbus_rtu":
+            raise ConfigError(path, f"{where}: field 'type'", "only RTU frames carry a CRC (TCP has none)")
+        if isinstance(fault, ASCII_ONLY) and bus_type != "ascii_serial":
+            raise ConfigError(path, f"{where}: field 'type'", "only ASCII devices send lines")

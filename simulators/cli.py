@@ -28,8 +28,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "run",
         help="serve a scenario's devices until it ends or Ctrl-C",
         description="Serve every device of a scenario and print where (TCP port, pty paths), so that a "
-        "gateway config's buses can be pointed at them for `bosai edge run`.  Writes the ground "
-        "truth to WORKDIR/truth.jsonl on exit.",
+        "gateway config's buses can be pointed at them for `bosai edge run`.  Faults scheduled in "
+        "the scenario are injected on the wire; a scenario with link loss also opens an uplink "
+        "proxy to --broker that the gateway must connect through.  Writes the ground truth "
+        "(values, threshold crossings, snowfall, failure times, faults) on exit.",
     )
     run.add_argument(
         "--scenario", default="demo-storm", help="shipped scenario name or YAML file (default: demo-storm)"
@@ -42,6 +44,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     run.add_argument(
         "--workdir", type=Path, help="folder for the pty links and truth.jsonl (default: a new temp folder)"
+    )
+    run.add_argument(
+        "--truth",
+        type=Path,
+        metavar="FILE",
+        help="write the ground truth here (default: WORKDIR/truth.jsonl)",
+    )
+    run.add_argument(
+        "--registry",
+        type=Path,
+        metavar="FILE",
+        help="cloud registry whose thresholds the truth's crossings use (default: the scenario's own)",
     )
     run.add_argument(
         "--tcp-port", type=int, metavar="N", help="port of the first Modbus TCP bus (next buses N+1, ...)"
@@ -73,7 +87,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--broker",
         default="mqtt://127.0.0.1:1883",
         metavar="URL",
-        help="broker for --write-gateway-config (default: mqtt://127.0.0.1:1883)",
+        help="broker for --write-gateway-config and the uplink proxy of a scenario with link loss "
+        "(default: mqtt://127.0.0.1:1883)",
     )
     run.add_argument(
         "--profiles-dir",
@@ -88,6 +103,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     lst.set_defaults(handler=_list)
 
+    from simulators.plot import add_plot_parser
+
+    add_plot_parser(group)
+
 
 def _list(args: argparse.Namespace) -> int:
     from simulators.runner import default_scenario_path, load_scenario, scenario_names
@@ -96,7 +115,8 @@ def _list(args: argparse.Namespace) -> int:
     for name in scenario_names():
         try:
             sc = load_scenario(default_scenario_path(name))
-            print(f"{name:16} {sc.duration / 3600:5.1f} h  {sc.description}")
+            faults = f"  [{len(sc.faults)} faults]" if sc.faults else ""
+            print(f"{name:16} {sc.duration / 3600:5.1f} h  {sc.description}{faults}")
         except ConfigError as exc:
             print(f"{name:16} (broken: {exc})")
     return EXIT_OK
@@ -123,10 +143,15 @@ def _run(args: argparse.Namespace) -> int:
         print("bosai sim: --speed and --duration must be positive, --start-at not negative", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        scenario = _with_tcp_port(load_scenario(path), args.tcp_port)
+        scenario = _with_tcp_port(load_scenario(path, args.registry), args.tcp_port)
+        args.uplink = _broker_address(args.broker) if scenario.link_losses() else None
+    except (ConfigError, ValueError) as exc:  # ValueError: a bad --broker
+        print(f"bosai sim: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bosai-sim-"))
         return asyncio.run(_serve(scenario, args, workdir))
-    except ConfigError as exc:
+    except ConfigError as exc:  # a profile that does not fit the scenario
         print(f"bosai sim: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except OSError as exc:  # port in use, no ptys
@@ -149,7 +174,20 @@ def _with_tcp_port(scenario: Scenario, port: int | None) -> Scenario:
             bus = msgspec.structs.replace(bus, port=port + k)
             k += 1
         buses.append(bus)
-    return Scenario(scenario.path, msgspec.structs.replace(scenario.spec, buses=buses))
+    return Scenario(scenario.path, msgspec.structs.replace(scenario.spec, buses=buses), scenario.registry)
+
+
+def _broker_address(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"--broker {url!r}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    return parts.hostname, parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+
+def _hours(s: float) -> str:
+    return f"{s / 3600:6.2f} h"
 
 
 async def _serve(scenario: Scenario, args: argparse.Namespace, workdir: Path) -> int:
@@ -161,7 +199,16 @@ async def _serve(scenario: Scenario, args: argparse.Namespace, workdir: Path) ->
     clock: Clock = RealClock() if args.speed == 1 else ScaledClock(time.time(), args.speed)
     # Beyond the scenario end the world stands still, so a longer --duration is allowed.
     duration = args.duration or max(0.0, scenario.duration - args.start_at)
-    sims = SimulatorSet(scenario, clock, workdir, args.profiles_dir, host=args.host, start_at=args.start_at)
+    sims = SimulatorSet(
+        scenario,
+        clock,
+        workdir,
+        args.profiles_dir,
+        host=args.host,
+        start_at=args.start_at,
+        truth_path=args.truth,
+        uplink=args.uplink,
+    )
     async with sims as endpoints:
         print(
             f"bosai sim: scenario {scenario.name!r}: {duration / 3600:.2f} h of scenario time "
@@ -174,20 +221,29 @@ async def _serve(scenario: Scenario, args: argparse.Namespace, workdir: Path) ->
             elif bus.id in endpoints.serial:
                 link = Path(endpoints.serial[bus.id])
                 print(f"  {bus.id:14} {bus.type:13} port: {link}  (-> {link.resolve()})")
+        broker = args.broker
+        if endpoints.uplink is not None:
+            host, port = endpoints.uplink
+            broker = f"mqtt{'s' if args.broker.startswith('mqtts') else ''}://{host}:{port}"
+            print(f"  {'uplink':14} {'tcp proxy':13} host: {host}  port: {port}  -> {args.broker}")
+        if scenario.faults:
+            print("Faults (scenario time):")
+            for f in scenario.faults:
+                target = " ".join(x for x in (getattr(f, "device", ""), getattr(f, "kind", "")) if x)
+                print(f"  {_hours(f.start)} - {_hours(f.end)}  {f.type_name:13} {target or 'gateway uplink'}")
         if args.write_gateway_config:
             from simulators.gateway_config import write_gateway_config
 
-            gw = write_gateway_config(endpoints, args.broker, args.write_gateway_config)
+            gw = write_gateway_config(endpoints, broker, args.write_gateway_config)
             print(f"Gateway config for these devices: {gw}\n  bosai edge run --config {gw} --once")
             if args.speed != 1:
                 print(
                     "  (the edge agent runs in real time: sample times follow the scenario only at --speed 1)"
                 )
         else:
-            print("Set these in the gateway config's buses and run `bosai edge run`.")
+            where = " and its broker to the uplink proxy" if endpoints.uplink else ""
+            print(f"Set these in the gateway config's buses{where} and run `bosai edge run`.")
         print("Ctrl-C stops.", flush=True)
         await clock.sleep(args.start_at + duration - sims.scenario_time())
-    print(
-        f"bosai sim: done; {sims.requests_served} requests served; ground truth in {workdir / 'truth.jsonl'}"
-    )
+    print(f"bosai sim: done; {sims.requests_served} requests served; ground truth in {sims.truth_path}")
     return EXIT_OK

@@ -271,6 +271,10 @@ def _check_faults(spec: ScenarioFile, path: Path, buses: dict[str, BusSpec]) -> 
         if fault.start >= spec.duration:
             raise ConfigError(path, f"{where}: field 'start'", "must be before the scenario end")
         if isinstance(fault, LinkLoss):
+            # one uplink: its outages follow each other (they may touch)
+            for j, other in enumerate(spec.faults[:i]):
+                if isinstance(other, LinkLoss) and other.start < fault.end and fault.start < other.end:
+                    raise ConfigError(path, f"{where}: field 'start'", f"overlaps faults[{j}] (link_loss)")
             continue
         dev = devices.get(fault.device)
         if dev is None:

@@ -70,3 +70,29 @@ def test_ctrl_c_exits_130(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=10) == 130
     assert (tmp_path / "truth.jsonl").exists() and not (tmp_path / "dev" / "rs485-1").exists()
+
+
+def test_fault_scenario_prints_its_schedule_and_uplink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = tmp_path / "elsewhere" / "truth.jsonl"
+    code = bosai_sim(
+        "run", "--scenario", "sensor-faults", "--speed", "3600", "--duration", "60",
+        "--workdir", str(tmp_path), "--truth", str(truth), "--broker", "mqtt://127.0.0.1:1",
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "uplink" in out and "-> mqtt://127.0.0.1:1" in out
+    assert "Faults (scenario time):" in out and "bad_crc" in out and "gateway uplink" in out
+    assert truth.stat().st_size > 0 and str(truth) in out
+
+
+def test_bad_broker_for_an_uplink_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bosai_sim("run", "--scenario", "sensor-faults", "--broker", "http://x") == 2
+    assert "--broker 'http://x'" in capsys.readouterr().err
+
+
+def test_list_counts_faults(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bosai_sim("list") == 0
+    out = capsys.readouterr().out
+    assert "sensor-faults" in out and "[13 faults]" in out and "typhoon-flood" in out

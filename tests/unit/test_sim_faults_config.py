@@ -53,6 +53,10 @@ def _write(tmp_path: Path, faults: str) -> Path:
         ),
         ("{type: flood, device: river-pt-02, start: 1, end: 5}", "faults[0]"),
         ("{type: link_loss, start: 1, end: 5, mode: jammed}", "faults[0]: field 'mode'"),
+        (
+            "{type: link_loss, start: 1, end: 5}\n  - {type: link_loss, start: 4, end: 9, mode: reset}",
+            "faults[1] (link_loss): field 'start': overlaps faults[0] (link_loss)",
+        ),
     ],
 )
 def test_fault_errors_name_file_fault_and_field(tmp_path: Path, fault: str, message: str) -> None:

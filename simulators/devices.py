@@ -48,6 +48,7 @@ class VirtualDevice:
     profile: Profile
     scenario: Scenario
     _factor: dict[str, float] = field(default_factory=dict)  # signal unit -> point unit
+    _error_factor: dict[str, float] = field(default_factory=dict)  # error signal unit -> point unit
     _rng: dict[str, random.Random] = field(default_factory=dict)
     _value_faults: list[ValueFault] = field(default_factory=list)
     _transport_faults: list[TransportFault] = field(default_factory=list)
@@ -83,6 +84,8 @@ class VirtualDevice:
         value = self.truth(kind, t)
         if noisy and feed.noise > 0:
             value += self._rng[kind].gauss(0.0, feed.noise)
+        if noisy and feed.error is not None:
+            value += self.scenario.value(feed.error, t) * self._error_factor[kind]
         if noisy:
             value = self._apply_value_faults(kind, t, value)
         point = self.point(kind)
@@ -232,23 +235,30 @@ def _bind_points(dev: VirtualDevice, where: str) -> None:
             raise ConfigError(
                 path, f"{where}: field 'points'", f"missing {p.kind!r} (every profile point needs a signal)"
             )
-        unit = _signal_unit(dev.scenario, feed.signal)
-        group = next((g for g in UNIT_GROUPS if unit in g and p.unit in g), None)
-        if unit == p.unit:
-            dev._factor[p.kind] = 1.0
-        elif group is not None:
-            dev._factor[p.kind] = group[p.unit] / group[unit]
-        else:
-            raise ConfigError(
-                path,
-                f"{where}: points[{dev.spec.points.index(feed)}]: field 'signal'",
-                f"signal {feed.signal!r} is in {unit!r} but the point is in {p.unit!r}",
+        k = dev.spec.points.index(feed)
+        dev._factor[p.kind] = _conversion(dev, feed.signal, p.unit, f"{where}: points[{k}]: field 'signal'")
+        if feed.error is not None:
+            dev._error_factor[p.kind] = _conversion(
+                dev, feed.error, p.unit, f"{where}: points[{k}]: field 'error'"
             )
         if p.distance_to_depth and dev.spec.mounting_height is None:
             raise ConfigError(
                 path, f"{where}: field 'mounting_height'", "required: the sensor measures distance"
             )
         dev._rng[p.kind] = _rng(dev.scenario.seed, dev.spec.id, p.kind)
+
+
+def _conversion(dev: VirtualDevice, signal: str, unit: str, where: str) -> float:
+    """Factor from a signal's unit to a point's, if they measure the same quantity."""
+    given = _signal_unit(dev.scenario, signal)
+    if given == unit:
+        return 1.0
+    group = next((g for g in UNIT_GROUPS if given in g and unit in g), None)
+    if group is None:
+        raise ConfigError(
+            dev.scenario.path, where, f"signal {signal!r} is in {given!r} but the point is in {unit!r}"
+        )
+    return group[unit] / group[given]
 
 
 def _bind_faults(dev: VirtualDevice) -> None:

@@ -64,6 +64,9 @@ class PointFeed(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     signal: Ident  # id of an entry in `signals`
     noise: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # gaussian stddev, in the point's unit
     decimals: Annotated[int, msgspec.Meta(ge=0, le=6)] = 3  # served by the decimals register, if any
+    # A signal added to what the sensor measures but not to the truth: a systematic error, e.g.
+    # a `diurnal` with mean 0 for an ultrasonic sensor's temperature-compensation error.
+    error: Ident | None = None
 
 
 class DeviceSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -254,6 +257,8 @@ def _check(spec: ScenarioFile, path: Path) -> None:
             kinds.add(feed.kind)
             if feed.signal not in signals:
                 raise ConfigError(path, f"{where}: points[{k}]: field 'signal'", f"no signal {feed.signal!r}")
+            if feed.error is not None and feed.error not in signals:
+                raise ConfigError(path, f"{where}: points[{k}]: field 'error'", f"no signal {feed.error!r}")
         for name, (lo, hi) in dev.random_fields.items():
             if lo > hi:
                 raise ConfigError(path, f"{where}: random_fields: field {name!r}", "low must not exceed high")

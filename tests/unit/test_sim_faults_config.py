@@ -83,3 +83,13 @@ def test_value_faults_alter_measurements_not_truth() -> None:
     clean = laser.measured("snow_depth", 7200.0, noisy=False)
     assert laser.measured("snow_depth", 7200.0) == pytest.approx(clean - 1.5, abs=1.5)
     assert pt.faults_injected == {"spike": 1}
+
+
+def test_a_diurnal_measurement_error_is_served_but_is_not_truth() -> None:
+    scenario = load_scenario(default_scenario_path("blizzard"))
+    us = build_devices(scenario, load_profiles(PROFILES_DIR))["snow-us-02"]
+    afternoon, dawn = 30600.0, 30600.0 + 12 * 3600  # the error's peak and trough
+    for t, sign in ((afternoon, 1), (dawn, -1)):
+        # the sensor serves a distance (cm) below its 2.5 m mounting; averaged over its noise
+        depths = [250.0 - us.measured("snow_depth", t) for _ in range(400)]
+        assert sum(depths) / len(depths) - us.truth("snow_depth", t) == pytest.approx(sign * 0.6, abs=0.1)

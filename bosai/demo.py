@@ -192,12 +192,17 @@ async def _run_field(
     from edge.config import load_gateway
     from simulators.gateway_config import write_gateway_config
     from simulators.runner import SimulatorSet
+    from simulators.uplink import broker_address, via_proxy
 
-    sims = SimulatorSet(scenario, clock, work / "sim", PROFILES_DIR)
+    # A scenario with link loss gets the gateway's uplink through the simulators' proxy.
+    uplink = broker_address(broker_url) if scenario.link_losses() else None
+    sims = SimulatorSet(scenario, clock, work / "sim", PROFILES_DIR, uplink=uplink)
     async with sims as endpoints:
+        if endpoints.uplink is not None:
+            console.line("  the gateway's uplink goes through a proxy that cuts it as the scenario says")
         gw_path = write_gateway_config(
             endpoints,
-            broker_url,
+            via_proxy(broker_url, endpoints.uplink) if endpoints.uplink else broker_url,
             work / "gateway.yaml",
             protocol=protocol,
             interval=DEMO_INTERVAL_S,

@@ -127,6 +127,7 @@ def _run(args: argparse.Namespace) -> int:
     import tempfile
 
     from simulators.runner import default_scenario_path, load_scenario, scenario_names
+    from simulators.uplink import broker_address
     from wire.configfile import ConfigError
 
     given = Path(args.scenario)
@@ -144,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         scenario = _with_tcp_port(load_scenario(path, args.registry), args.tcp_port)
-        args.uplink = _broker_address(args.broker) if scenario.link_losses() else None
+        args.uplink = broker_address(args.broker) if scenario.link_losses() else None
     except (ConfigError, ValueError) as exc:  # ValueError: a bad --broker
         print(f"bosai sim: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -177,15 +178,6 @@ def _with_tcp_port(scenario: Scenario, port: int | None) -> Scenario:
     return Scenario(scenario.path, msgspec.structs.replace(scenario.spec, buses=buses), scenario.registry)
 
 
-def _broker_address(url: str) -> tuple[str, int]:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"--broker {url!r}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
-    return parts.hostname, parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-
-
 def _hours(s: float) -> str:
     return f"{s / 3600:6.2f} h"
 
@@ -194,6 +186,7 @@ async def _serve(scenario: Scenario, args: argparse.Namespace, workdir: Path) ->
     import time
 
     from simulators.runner import SimulatorSet
+    from simulators.uplink import via_proxy
     from wire.clock import Clock, RealClock, ScaledClock
 
     clock: Clock = RealClock() if args.speed == 1 else ScaledClock(time.time(), args.speed)
@@ -224,7 +217,7 @@ async def _serve(scenario: Scenario, args: argparse.Namespace, workdir: Path) ->
         broker = args.broker
         if endpoints.uplink is not None:
             host, port = endpoints.uplink
-            broker = f"mqtt{'s' if args.broker.startswith('mqtts') else ''}://{host}:{port}"
+            broker = via_proxy(args.broker, endpoints.uplink)
             print(f"  {'uplink':14} {'tcp proxy':13} host: {host}  port: {port}  -> {args.broker}")
         if scenario.faults:
             print("Faults (scenario time):")

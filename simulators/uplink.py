@@ -50,10 +50,11 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from wire.clock import Clock
 
-__all__ = ["MAX_HELD_BYTES", "LinkWindow", "UplinkProxy", "UplinkStats"]
+__all__ = ["MAX_HELD_BYTES", "LinkWindow", "UplinkProxy", "UplinkStats", "broker_address", "via_proxy"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,20 @@ CHUNK = 65536
 CLOSE_TIMEOUT = 5.0  # wall seconds for connection handlers to finish on close()
 UP, DOWN = 0, 1  # edge -> broker, broker -> edge
 Mode = Literal["blackhole", "reset"]
+
+
+def broker_address(url: str) -> tuple[str, int]:
+    """(host, port) of an mqtt:// or mqtts:// URL: what the proxy connects to.  ValueError if
+    it is neither."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"--broker {url!r}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    return parts.hostname, parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+
+def via_proxy(url: str, proxy: tuple[str, int]) -> str:
+    """The broker URL a gateway uses to go through the proxy (same scheme: TLS passes through)."""
+    return f"{urlsplit(url).scheme}://{proxy[0]}:{proxy[1]}"
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,9 @@ edge agent), checked against the ground truth file the run writes."""
 from __future__ import annotations
 
 import asyncio
-import bisect
-import json
 import re
 import struct
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ from bosai.paths import PROFILES_DIR
 from edge.profiles import load_profiles
 from simulators.modbus_rtu import crc16, with_crc
 from simulators.runner import Endpoints, SimulatorSet, default_scenario_path, load_scenario
+from tests.simulated import Body, TruthFile, serve
 from wire.clock import ScaledClock
 
 FAULT_TYPES = {
@@ -38,38 +36,11 @@ FAULT_TYPES = {
     "slow",
     "link_loss",
 }
-Body = Callable[[SimulatorSet, Endpoints, ScaledClock], Awaitable[None]]
 
 
 def run(body: Body, tmp_path: Path, at: float, speed: float = 10.0) -> SimulatorSet:
     """Serve the sensor-faults scenario from scenario time `at` and run `body` against it."""
-    scenario = load_scenario(default_scenario_path("sensor-faults"))
-    clock = ScaledClock(start=time.time(), speed=speed)
-    sims = SimulatorSet(scenario, clock, tmp_path / "sim", PROFILES_DIR, start_at=at)
-
-    async def main() -> None:
-        async with sims as endpoints:
-            await asyncio.wait_for(body(sims, endpoints, clock), timeout=20)
-
-    asyncio.run(main())
-    return sims
-
-
-class Truth:
-    """The truth file a run wrote, with value lookup by linear interpolation."""
-
-    def __init__(self, path: Path) -> None:
-        self.rows: list[dict[str, Any]] = [json.loads(line) for line in path.open(encoding="utf-8")]
-
-    def value(self, device: str, kind: str, t: float) -> float:
-        rows = [r for r in self.rows if r["type"] == "value" and r["device"] == device and r["kind"] == kind]
-        times = [r["t"] for r in rows]
-        k = min(max(bisect.bisect_left(times, t), 1), len(rows) - 1)
-        a, b = rows[k - 1], rows[k]
-        return float(a["value"] + (b["value"] - a["value"]) * (t - a["t"]) / (b["t"] - a["t"]))
-
-    def faults(self, fault: str) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["type"] == "fault" and r["fault"] == fault]
+    return serve("sensor-faults", body, tmp_path, at, speed, timeout=20)
 
 
 def rtu_client(ep: Endpoints, timeout: float = 1.0) -> AsyncModbusSerialClient:
@@ -105,7 +76,7 @@ def test_spike_is_served_and_recorded_in_the_truth(tmp_path: Path) -> None:
             client.close()
 
     sims = run(body, tmp_path, at=3300)  # spike window 3240-3420 s
-    truth = Truth(sims.truth_path)
+    truth = TruthFile(sims.truth_path)
     (spike,) = truth.faults("spike")
     assert spike["device"] == "river-pt-02" and spike["magnitude"] == 2.5
     t, level = seen[0]
@@ -129,7 +100,7 @@ def test_drift_grows_with_time_since_its_start(tmp_path: Path) -> None:
             client.close()
 
     sims = run(body, tmp_path, at=3600 + 2 * 3600)  # drift 1.5 cm/h since 3600 s: +3 cm
-    truth = Truth(sims.truth_path)
+    truth = TruthFile(sims.truth_path)
     t, depth = seen[0]
     drift = 1.5 * (t - truth.faults("drift")[0]["start"]) / 3600
     assert drift == pytest.approx(3.0, abs=0.05)
@@ -309,15 +280,15 @@ def test_truth_lists_every_fault_type_and_the_registry_crossings(tmp_path: Path)
         pass
 
     sims = run(body, tmp_path, at=0)
-    truth = Truth(sims.truth_path)
-    faults = [r for r in truth.rows if r["type"] == "fault"]
+    truth = TruthFile(sims.truth_path)
+    faults = truth.of_type("fault")
     assert {r["fault"] for r in faults} == FAULT_TYPES
     scenario = load_scenario(default_scenario_path("sensor-faults"))
     assert len(faults) == len(scenario.faults)
     for row, spec in zip(faults, scenario.faults, strict=True):
         assert row["start"] == pytest.approx(sims.origin + spec.start)
         assert row["end"] == pytest.approx(sims.origin + spec.end)
-    crossings = [r for r in truth.rows if r["type"] == "crossing"]
+    crossings = truth.of_type("crossing")
     assert {(r["device"], r["level"], r["direction"]) for r in crossings} == {
         ("river-radar-01", 1, "up"),
         ("river-pt-02", 1, "up"),

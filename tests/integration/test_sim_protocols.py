@@ -6,10 +6,7 @@ truth file the run writes."""
 from __future__ import annotations
 
 import asyncio
-import bisect
-import json
 import re
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -20,10 +17,10 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
 
-from bosai.paths import PROFILES_DIR
 from edge.profiles import LENGTH_UNITS_PER_METRE, REGISTER_COUNT, AsciiPoint, ModbusPoint
 from simulators.devices import AsciiDevice, VirtualDevice
 from simulators.runner import Endpoints, SimulatorSet, default_scenario_path, load_scenario, scenario_names
+from tests.simulated import TruthFile, serve
 from wire.clock import ScaledClock
 
 DATATYPES = {
@@ -52,22 +49,6 @@ def physical(device: VirtualDevice, point: ModbusPoint | AsciiPoint, raw: float,
         assert device.spec.mounting_height is not None
         value = device.spec.mounting_height * LENGTH_UNITS_PER_METRE[point.unit] - value
     return value
-
-
-class Truth:
-    def __init__(self, path: Path) -> None:
-        self.series: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
-        for line in path.open(encoding="utf-8"):
-            row = json.loads(line)
-            if row["type"] == "value":
-                ts, vs = self.series.setdefault((row["device"], row["kind"]), ([], []))
-                ts.append(row["t"])
-                vs.append(row["value"])
-
-    def at(self, device: str, kind: str, t: float) -> float:
-        ts, vs = self.series[(device, kind)]
-        k = min(max(bisect.bisect_left(ts, t), 1), len(ts) - 1)
-        return vs[k - 1] + (vs[k] - vs[k - 1]) * (t - ts[k - 1]) / (ts[k] - ts[k - 1])
 
 
 async def read_modbus(
@@ -144,14 +125,11 @@ def clean_time(name: str) -> float:
 
 @pytest.mark.parametrize("name", scenario_names())
 def test_every_device_reads_the_truth_over_its_protocol(name: str, tmp_path: Path) -> None:
-    scenario = load_scenario(default_scenario_path(name))
-    clock = ScaledClock(start=time.time(), speed=10.0)
-    sims = SimulatorSet(scenario, clock, tmp_path / "sim", PROFILES_DIR, start_at=clean_time(name))
     readings: dict[str, list[tuple[str, float, float, float]]] = {}
 
-    async def body(ep: Endpoints) -> None:
+    async def body(sims: SimulatorSet, ep: Endpoints, clock: ScaledClock) -> None:
         clients: dict[str, ModbusBaseClient] = {}
-        for bus in scenario.buses:
+        for bus in sims.scenario.buses:
             if bus.type == "modbus_tcp":
                 host, port = ep.modbus_tcp[bus.id]
                 clients[bus.id] = AsyncModbusTcpClient(host, port=port, timeout=2, retries=0)
@@ -173,19 +151,15 @@ def test_every_device_reads_the_truth_over_its_protocol(name: str, tmp_path: Pat
             for client in clients.values():
                 client.close()
 
-    async def main() -> None:
-        async with sims as endpoints:
-            await asyncio.wait_for(body(endpoints), timeout=30)
-
-    asyncio.run(main())
-    truth = Truth(sims.truth_path)
+    sims = serve(name, body, tmp_path, at=clean_time(name), speed=10.0, timeout=30)
+    truth = TruthFile(sims.truth_path)
     checked: list[Any] = []
     for dev in sims.devices.values():
         assert {k for k, *_ in readings[dev.id]} == {p.kind for p in dev.points()}, dev.id
         for kind, value, t0, t1 in readings[dev.id]:
             point = dev.point(kind)
-            lo = min(truth.at(dev.id, kind, t0), truth.at(dev.id, kind, t1))
-            hi = max(truth.at(dev.id, kind, t0), truth.at(dev.id, kind, t1))
+            lo = min(truth.value(dev.id, kind, t0), truth.value(dev.id, kind, t1))
+            hi = max(truth.value(dev.id, kind, t0), truth.value(dev.id, kind, t1))
             tol = tolerance(dev, point)
             assert lo - tol <= value <= hi + tol, (dev.id, kind, value, lo, hi, tol)
             checked.append((dev.id, kind))

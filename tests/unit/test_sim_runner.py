@@ -10,8 +10,6 @@ import json
 import os
 import struct
 import termios
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +18,23 @@ import serial
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
-from bosai.paths import PROFILES_DIR
 from simulators.ascii_serial import BACKLOG_BYTES
 from simulators.modbus_rtu import with_crc
-from simulators.runner import Endpoints, SimulatorSet, default_scenario_path, load_scenario
+from simulators.runner import Endpoints, SimulatorSet
+from tests.simulated import Body, serve
 from wire.clock import ScaledClock
 
 HOUR = 3600.0
 
 
 def run(
-    body: Callable[[SimulatorSet, Endpoints, ScaledClock], Awaitable[None]],
+    body: Body,
     tmp_path: Path,
     at: float = 6.5 * HOUR,
     speed: float = 60.0,
 ) -> SimulatorSet:
     """Run `body` against the demo storm, starting `at` seconds into the scenario."""
-    scenario = load_scenario(default_scenario_path("demo-storm"))
-    clock = ScaledClock(start=time.time(), speed=speed)
-    sims = SimulatorSet(scenario, clock, tmp_path / "sim", PROFILES_DIR, start_at=at)
-
-    async def main() -> None:
-        async with sims as endpoints:
-            await asyncio.wait_for(body(sims, endpoints, clock), timeout=10)
-
-    asyncio.run(main())
-    return sims
+    return serve("demo-storm", body, tmp_path, at, speed, timeout=10)
 
 
 def check(sims: SimulatorSet, device: str, kind: str, t0: float, t1: float, value: float, tol: float) -> None:

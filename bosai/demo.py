@@ -76,7 +76,7 @@ class Console:
 
 
 def run_demo(opts: DemoOptions) -> int:
-    from simulators.runner import default_scenario_path, load_scenario
+    from simulators.runner import load_scenario, resolve_scenario
 
     console = Console()
     if logging.getLogger().getEffectiveLevel() >= logging.INFO:
@@ -84,12 +84,9 @@ def run_demo(opts: DemoOptions) -> int:
         # (connects, disconnects) would interleave with them.  --log-level DEBUG shows all.
         for name in ("edge", "cloud", "simulators", "influxdb_client"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    scenario_path = Path(opts.scenario)
-    if not scenario_path.suffix:
-        scenario_path = default_scenario_path(opts.scenario)
     try:
-        scenario = load_scenario(scenario_path)
-    except ConfigError as exc:
+        scenario = load_scenario(resolve_scenario(opts.scenario))
+    except (ConfigError, FileNotFoundError) as exc:
         print(f"bosai demo: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if opts.speed <= 0:

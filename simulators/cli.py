@@ -126,19 +126,14 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
     import tempfile
 
-    from simulators.runner import default_scenario_path, load_scenario, scenario_names
+    from simulators.runner import load_scenario, resolve_scenario
     from simulators.uplink import broker_address
     from wire.configfile import ConfigError
 
-    given = Path(args.scenario)
-    path = (
-        given if given.suffix in (".yaml", ".yml") or given.exists() else default_scenario_path(args.scenario)
-    )
-    if not path.exists():
-        print(
-            f"bosai sim: no scenario {args.scenario!r}; shipped: {', '.join(scenario_names())}",
-            file=sys.stderr,
-        )
+    try:
+        path = resolve_scenario(args.scenario)
+    except FileNotFoundError as exc:
+        print(f"bosai sim: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.speed <= 0 or (args.duration is not None and args.duration <= 0) or args.start_at < 0:
         print("bosai sim: --speed and --duration must be positive, --start-at not negative", file=sys.stderr)

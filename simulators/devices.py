@@ -263,7 +263,7 @@ def _conversion(dev: VirtualDevice, signal: str, unit: str, where: str) -> float
 
 def _bind_faults(dev: VirtualDevice) -> None:
     for fault in dev.scenario.faults_of(dev.id):
-        if isinstance(fault, Spike | Stuck | Drift):
+        if isinstance(fault, ValueFault):
             dev._value_faults.append(fault)
         elif not isinstance(fault, LinkLoss):  # the uplink's, not a device's
             dev._transport_faults.append(fault)

@@ -28,7 +28,14 @@ from simulators.truth import TRUTH_STEP_S, scenario_truth, write_truth
 from simulators.uplink import LinkWindow, UplinkProxy
 from wire.clock import Clock, ScaledClock
 
-__all__ = ["Endpoints", "SimulatorSet", "default_scenario_path", "load_scenario", "scenario_names"]
+__all__ = [
+    "Endpoints",
+    "SimulatorSet",
+    "default_scenario_path",
+    "load_scenario",
+    "resolve_scenario",
+    "scenario_names",
+]
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
 
@@ -40,6 +47,18 @@ def default_scenario_path(name: str) -> Path:
 
 def scenario_names() -> list[str]:
     return sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml"))
+
+
+def resolve_scenario(name_or_file: str) -> Path:
+    """A scenario file given by path (anything ending in .yaml/.yml, or an existing file) or
+    by shipped name.  FileNotFoundError, listing the shipped names, if there is none."""
+    given = Path(name_or_file)
+    path = (
+        given if given.suffix in (".yaml", ".yml") or given.exists() else default_scenario_path(name_or_file)
+    )
+    if not path.exists():
+        raise FileNotFoundError(f"no scenario {name_or_file!r}; shipped: {', '.join(scenario_names())}")
+    return path
 
 
 @dataclass(frozen=True)

@@ -123,8 +123,23 @@ def write_truth(records: Iterator[dict[str, Any]], path: Path) -> Path:
 
 
 def read_truth(path: Path) -> list[dict[str, Any]]:
+    """The records of a truth file; ValueError naming the file and line for anything that is
+    not a truth record (OSError if it cannot be read)."""
+    records: list[dict[str, Any]] = []
     with Path(path).open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {n}: not a JSON object ({exc.msg})") from None
+            if not isinstance(row, dict) or "type" not in row:
+                raise ValueError(f"{path}: line {n}: not a truth record (no 'type')")
+            records.append(row)
+    if not records:
+        raise ValueError(f"{path}: no truth records")
+    return records
 
 
 def _crossings(scenario: Scenario, dev: VirtualDevice, origin: float) -> Iterator[dict[str, Any]]:

@@ -8,7 +8,6 @@ matplotlib, the scenario loader and the device models are imported by the handle
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +69,7 @@ def add_plot_parser(group: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _plot(args: argparse.Namespace) -> int:
+    from simulators.truth import read_truth
     from wire.configfile import ConfigError
 
     def fail(message: str, code: int = EXIT_CONFIG) -> int:
@@ -90,7 +90,7 @@ def _plot(args: argparse.Namespace) -> int:
         return fail("--registry needs --scenario (the truth file's crossings already hold the thresholds)")
     if args.truth is not None:
         try:
-            records = _read_truth_file(args.truth)
+            records = read_truth(args.truth)
         except FileNotFoundError:
             return fail(f"no truth file {args.truth}")
         except (OSError, ValueError) as exc:
@@ -117,15 +117,10 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _load_scenario(name_or_file: str, registry: Path | None) -> Scenario:
-    from simulators.runner import default_scenario_path, scenario_names
+    from simulators.runner import resolve_scenario
     from simulators.scenario import load_scenario
 
-    given = Path(name_or_file)
-    path = (
-        given if given.suffix in (".yaml", ".yml") or given.exists() else default_scenario_path(name_or_file)
-    )
-    if not path.exists():
-        raise FileNotFoundError(f"no scenario {name_or_file!r}; shipped: {', '.join(scenario_names())}")
+    path = resolve_scenario(name_or_file)
     if registry is not None and not registry.exists():
         raise FileNotFoundError(f"no registry file {registry}")
     return load_scenario(path, registry)
@@ -138,22 +133,3 @@ def _compute_truth(scenario: Scenario, profiles_dir: Path) -> list[dict[str, Any
 
     devices = build_devices(scenario, load_profiles(profiles_dir))
     return list(scenario_truth(scenario, devices))
-
-
-def _read_truth_file(path: Path) -> list[dict[str, Any]]:
-    """simulators.truth.read_truth, with errors that name the file and line."""
-    records: list[dict[str, Any]] = []
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {n}: not a JSON object ({exc.msg})") from None
-            if not isinstance(row, dict) or "type" not in row:
-                raise ValueError(f"{path}: line {n}: not a truth record (no 'type')")
-            records.append(row)
-    if not records:
-        raise ValueError(f"{path}: no truth records")
-    return records

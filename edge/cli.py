@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edge.agent import Agent
-    from edge.config import LoadedGateway
+    from edge.config import LoadedGateway, SensorConfig
     from wire.telemetry import Reading
 
 from bosai.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
@@ -39,14 +39,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--outbox", type=Path, metavar="PATH", help="outbox database (overrides the config)")
     run.set_defaults(handler=_run)
 
-    check = cmds.add_parser(
-        "check-config",
+    validate = cmds.add_parser(
+        "validate",
         help="validate a gateway config and its profiles",
         description="Validate a gateway config, the profiles it uses and the MQTT credential and TLS "
-        "files, without touching any port.  Exit 0 if valid, 2 with the first problem otherwise.",
+        "files, without touching any port; print each sensor's polling and report policy and the "
+        "config hash the agent announces in its birth message.  Exit 0 if valid, 2 with the first "
+        "problem otherwise.",
     )
+    validate.add_argument("config", type=Path, metavar="CONFIG", help="gateway config (YAML)")
+    validate.set_defaults(handler=_validate)
+    # The first release's spelling, kept for scripts; not advertised.
+    check = cmds.add_parser("check-config", description="Same as `validate CONFIG`.")
     check.add_argument("--config", required=True, type=Path, metavar="FILE", help="gateway config (YAML)")
-    check.set_defaults(handler=_check_config)
+    check.set_defaults(handler=_validate)
 
 
 def _load(path: Path) -> LoadedGateway | None:
@@ -60,7 +66,8 @@ def _load(path: Path) -> LoadedGateway | None:
         return None
 
 
-def _check_config(args: argparse.Namespace) -> int:
+def _validate(args: argparse.Namespace) -> int:
+    from edge.config import config_hash
     from wire.configfile import ConfigError
     from wire.mqttconf import read_password, tls_context
 
@@ -77,6 +84,8 @@ def _check_config(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     counts = f"{len(cfg.buses)} buses, {len(cfg.sensors)} sensors"
     print(f"{gw.path}: ok ({counts}, tenant {cfg.tenant}, gateway {cfg.gateway})")
+    print(f"config hash {config_hash(gw)}")
+    print(format_policies(gw))
     return EXIT_OK
 
 
@@ -118,6 +127,45 @@ async def _run_until_signal(agent: Agent) -> bool:
         loop.add_signal_handler(sig, on_signal, sig)
     await agent.run(stop)
     return signal.SIGINT in got
+
+
+def format_policies(gw: LoadedGateway) -> str:
+    """One line per sensor: where it is, how often it is polled and what is sent."""
+    rows = [("SENSOR", "PROFILE", "BUS", "EVERY", "REPORTS")]
+    for s in gw.config.sensors:
+        rows.append((s.id, s.profile, s.bus, f"{s.interval:g} s", describe_policy(s)))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[4]]) for row in rows
+    )
+
+
+def describe_policy(sensor: SensorConfig) -> str:
+    p = sensor.report
+    if p is None:
+        return "every sample"
+    parts = []
+    if isinstance(p.deadband, dict):
+        parts.append("on change " + ", ".join(f"{k} >= {v:g}" for k, v in p.deadband.items()))
+    elif p.deadband is not None:
+        parts.append(f"on change >= {p.deadband:g}")
+    if p.heartbeat is not None:
+        parts.append(f"at least every {p.heartbeat:g} s")
+    if p.deadband is None and p.heartbeat is None:
+        parts.append("every sample")
+    if p.fast is not None:
+        f = p.fast
+        when = []
+        if f.level is not None:
+            when.append(
+                f"{f.kind or 'value'} {'|x| ' if f.direction == 'absolute' else ''}"
+                f"{'<=' if f.direction == 'falling' else '>='} {f.level:g}"
+            )
+        if f.rate is not None:
+            verb = {"rising": "rises", "falling": "falls", "absolute": "changes"}[f.direction]
+            when.append(f"{verb} >= {f.rate:g}/h")
+        parts.append(f"fast (every {f.interval:g} s, all sent) when {' or '.join(when)}")
+    return "; ".join(parts)
 
 
 def format_table(readings: list[Reading]) -> str:

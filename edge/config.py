@@ -6,12 +6,15 @@ sees every mistake before the agent touches a serial port.  Errors name file, en
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
 
-from edge.profiles import Profile, load_profiles
+from edge.outbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES
+from edge.profiles import AsciiPoint, ModbusPoint, Profile, load_profiles
+from edge.report import ReportPolicy, policy_problems
 from wire import configfile
 from wire.configfile import ConfigError
 from wire.ids import Ident
@@ -64,19 +67,27 @@ class SensorConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     unit_id: Annotated[int, msgspec.Meta(ge=0, le=247)] | None = None  # Modbus slave / unit id
     interval: Positive = 60.0  # sampling interval, seconds
     mounting_height: Positive | None = None  # metres, for distance-to-depth snow sensors
-    # Report policy (first version): report every sample.  Deadband/heartbeat/fast mode: issue 4.
+    # Adaptive reporting (deadband, heartbeat, fast mode near a level); none: every sample is sent.
+    report: ReportPolicy | None = None
 
 
 class OutboxConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     path: str = "/var/lib/bosai/outbox.sqlite"  # relative paths are relative to this file
-    # When an outage fills the outbox, the oldest messages are dropped (and counted).
-    max_messages: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+    # When an outage fills the outbox, the oldest normal messages are dropped (and counted),
+    # urgent (fast-mode) ones last.  See edge/outbox.py.
+    max_messages: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_MESSAGES
+    max_bytes: Annotated[int, msgspec.Meta(ge=65536)] = DEFAULT_MAX_BYTES
 
 
 class PublishConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Readings are grouped into one message per `batch_interval` seconds (or `max_batch` readings).
     batch_interval: Positive = 1.0
     max_batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 200
+    # Backlog after an outage is replayed at most this fast (messages/s) while live data goes first.
+    replay_rate: Positive = 50.0
+    # MQTT 5: keep a message the broker says nobody subscribed to, and send it again later.
+    require_subscriber: bool = True
+    health_interval: Positive = 60.0  # seconds between health messages
 
 
 class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -103,6 +114,23 @@ class LoadedGateway(msgspec.Struct, frozen=True):
     def resolve(self, p: str) -> Path:
         """A path from the config file: relative paths are relative to that file."""
         return configfile.resolve(self.path, p)
+
+
+def _points(profile: Profile) -> list[ModbusPoint | AsciiPoint]:
+    if profile.modbus is not None:
+        return list(profile.modbus.points)
+    return list(profile.ascii.points) if profile.ascii is not None else []
+
+
+def config_hash(gateway: LoadedGateway) -> str:
+    """A short fingerprint of what the agent runs: the config and the profiles its sensors use.
+
+    Computed from the parsed values, not the file bytes, so comments and formatting do not
+    change it, while any setting that changes behaviour does.
+    """
+    used = sorted({s.profile for s in gateway.config.sensors})
+    canonical = msgspec.json.encode([gateway.config, [gateway.profiles[m] for m in used]])
+    return "sha256:" + hashlib.sha256(canonical).hexdigest()[:16]
 
 
 def load_gateway(path: str | Path) -> LoadedGateway:
@@ -155,6 +183,10 @@ def load_gateway(path: str | Path) -> LoadedGateway:
                     "an ASCII serial line serves one device (RS-232 is point to point)",
                 )
             needs_height = prof.ascii is not None and any(p.distance_to_depth for p in prof.ascii.points)
+        if s.report is not None:
+            kinds = [p.kind for p in _points(prof)]
+            for field, problem in policy_problems(s.report, kinds, s.interval):
+                raise ConfigError(path, f"{where}: field {field!r}", problem)
         if needs_height and s.mounting_height is None:
             raise ConfigError(
                 path,

@@ -8,7 +8,13 @@ On a bus, the sensor that is due earliest goes next.  Every request is cut off a
 driver's budget (its timeouts and retries), so a dead or hung slave costs the others at most
 that much delay per cycle and is never allowed to push them out: they are overdue by then and
 go first.  Intervals are kept on a fixed grid in clock time (no drift); a slot missed because
-the bus was busy is skipped, not made up in a burst.
+the bus was busy is skipped, not made up in a burst.  The interval of a sensor can change while
+it runs (fast mode of the report policy), so it is asked for after every poll.
+
+A sensor that keeps failing is asked less often: after `BACKOFF_AFTER` failures in a row its
+interval doubles with every further failure, up to `BACKOFF_MAX` seconds (never below its own
+interval).  Each attempt still yields flagged readings, and the first success restores the
+interval.  A dead slave then costs the bus one timeout a minute instead of one per interval.
 """
 
 from __future__ import annotations
@@ -33,7 +39,14 @@ log = logging.getLogger(__name__)
 COMM_FAILURES = frozenset({Quality.TIMEOUT, Quality.CRC, Quality.EXCEPTION, Quality.ERROR})
 
 RESTART_DELAY = 5.0  # real seconds before a crashed bus task is restarted
+BACKOFF_AFTER = 3  # failures in a row before a failing sensor is polled less often
+BACKOFF_MAX = 60.0  # clock seconds: the longest interval a failing sensor is backed off to
 Sink = Callable[[SensorConfig, list[Reading]], None]
+IntervalOf = Callable[[SensorConfig], float]
+
+
+def configured_interval(sensor: SensorConfig) -> float:
+    return sensor.interval
 
 
 @dataclass(slots=True)
@@ -56,12 +69,14 @@ class BusPoller:
         clock: Clock,
         sink: Sink,
         errors: dict[str, int],
+        interval_of: IntervalOf = configured_interval,
     ) -> None:
         self.bus = bus
         self.driver = driver
         self.clock = clock
         self.sink = sink
         self.errors = errors  # sensor id -> failed requests since start (shared, read live)
+        self.interval_of = interval_of
         now = clock.now()
         self._sensors = [_Scheduled(s, p, now) for s, p in sensors]
         for s, _ in sensors:
@@ -118,7 +133,10 @@ class BusPoller:
             await asyncio.sleep(self.bus.pause)
 
     def _reschedule(self, entry: _Scheduled) -> None:
-        interval = entry.sensor.interval
+        interval = self.interval_of(entry.sensor)
+        extra = entry.failures_in_a_row - BACKOFF_AFTER
+        if extra >= 0:
+            interval = max(interval, min(interval * 2.0 ** (extra + 1), BACKOFF_MAX))
         entry.next_due += interval
         behind = self.clock.now() - entry.next_due
         if behind > 0:
@@ -157,6 +175,7 @@ class Poller:
         sink: Sink,
         errors: dict[str, int] | None = None,
         drivers: dict[str, Driver] | None = None,
+        interval_of: IntervalOf = configured_interval,
     ) -> None:
         self.errors: dict[str, int] = {} if errors is None else errors
         self.buses: list[BusPoller] = []
@@ -165,7 +184,7 @@ class Poller:
             if not sensors:
                 continue  # a declared but unused bus is not opened
             driver = drivers[bus.id] if drivers is not None else create_driver(bus, clock)
-            self.buses.append(BusPoller(bus, driver, sensors, clock, sink, self.errors))
+            self.buses.append(BusPoller(bus, driver, sensors, clock, sink, self.errors, interval_of))
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks = [asyncio.create_task(self._supervise(b), name=f"bus-{b.bus.id}") for b in self.buses]

@@ -4,22 +4,37 @@ paho-mqtt runs its network thread (`loop_start`), which also reconnects with bac
 callback is handed to the asyncio loop with `call_soon_threadsafe`, so the outbox (SQLite) is
 only ever touched from the loop thread.
 
-Publishing always goes through the outbox, oldest first: after (re)start everything stored is
-replayed before newer messages, and at most `WINDOW` messages are handed to paho at a time so a
-long backlog never sits in memory.  Messages already handed to paho survive a reconnect inside
-paho (it resends unacknowledged QoS 1 messages), so they are not sent again by us.
+Sending order.  At most `WINDOW` messages are handed to paho at a time, so a long backlog never
+sits in memory; paho keeps what it was handed across reconnects and resends it, so a message is
+handed over once per process.  Waiting messages are in three queues, served in this order:
 
-Status: the Last Will is a retained `offline`; every connect publishes a retained `online`
-(birth) and a clean stop publishes `offline` before disconnecting.
+1. live: sealed while connected (the present; never held back);
+2. backlog, urgent: stored while offline (or found at start) and sealed in fast mode;
+3. backlog, normal: the rest, oldest first, at most `replay_rate` messages per second, so that
+   after a long outage the uplink and the cloud are not flooded and live data keeps flowing.
+
+"No matching subscribers" (MQTT 5 PUBACK reason 0x10) means the broker accepted the message but
+nobody (no cloud consumer) received it: after a broker crash that lost the consumer's session,
+or while the consumer is down without a persistent session.  With `require_subscriber` such a
+message stays in the outbox and is sent again after a pause (1 s, doubling to 60 s), so a
+telemetry message is deleted only once the cloud could have it.  MQTT 3.1.1 has no reason
+codes; there a PUBACK is taken as delivery.
+
+Status: the Last Will is a retained `offline`; every connect publishes a retained `online` birth
+message with the software version and the config hash; a clean stop publishes `offline` before
+disconnecting.  Health messages go straight to paho (QoS 1, retained), never via the outbox:
+only the latest matters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import socket
 import ssl
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bosai import __version__
-from edge.outbox import Outbox
+from edge.outbox import Outbox, Sealed
 from wire import topics
 from wire.clock import Clock
 from wire.mqttconf import MqttConfig, read_password, tls_context
@@ -41,6 +56,8 @@ log = logging.getLogger(__name__)
 WINDOW = 20  # messages handed to paho and not yet acknowledged (paho's default in-flight limit)
 ACK_FLUSH_DELAY = 0.05  # real seconds: PUBACKs arriving together are deleted in one transaction
 RECONNECT_MIN, RECONNECT_MAX = 1, 60  # seconds, paho's reconnect backoff
+NO_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason code "No matching subscribers"
+HOLD_MIN, HOLD_MAX = 1.0, 60.0  # real seconds to wait before resending after "no subscribers"
 
 
 class Publisher:
@@ -53,6 +70,9 @@ class Publisher:
         clock: Clock,
         *,
         config_path: str | Path,
+        config_hash: str = "",
+        replay_rate: float = 50.0,  # backlog messages per second
+        require_subscriber: bool = True,
         on_acked: Callable[[int, list[bytes]], None] | None = None,
         keep_payloads: bool = False,
     ) -> None:
@@ -62,16 +82,29 @@ class Publisher:
         self.gateway = gateway
         self.outbox = outbox
         self.clock = clock
+        self.config_hash = config_hash
+        self.replay_rate = replay_rate
+        self.require_subscriber = require_subscriber and cfg.protocol == "5"
         # Called after acknowledged messages are deleted, with their number and (only with
         # keep_payloads, which costs a read per message) their payloads.
         self.on_acked = on_acked
         self.keep_payloads = keep_payloads
         self.connected = False
         self.rejected = 0  # PUBACK with an error reason code (MQTT 5); kept in the outbox
+        self.unrouted = 0  # PUBACK "no matching subscribers"; kept and sent again
+        self.reconnects = 0
         self._password = read_password(cfg, config_path)
         self._tls = tls_context(cfg.tls, config_path) if cfg.use_tls else None
-        self._inflight: dict[int, int] = {}  # paho mid -> seq
-        self._cursor = 0  # highest seq handed to paho
+        self._inflight: dict[int, Sealed] = {}  # paho mid -> message
+        self._live: deque[Sealed] = deque()
+        self._backlog_urgent: deque[Sealed] = deque()
+        self._backlog: deque[Sealed] = deque()
+        self._bounced: list[tuple[int, bool, int]] = []  # heap of (seq, urgent, readings) to resend
+        self._hold_until = 0.0  # loop time: no telemetry before this ("no subscribers")
+        self._hold = 0.0
+        self._tokens = 0.0
+        self._tokens_at = 0.0
+        self._wakeup: asyncio.TimerHandle | None = None
         self._acks: list[int] = []
         self._ack_flush: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -80,6 +113,8 @@ class Publisher:
         self._stopping = False
         self._background: set[asyncio.Future[None]] = set()
         self._connect_failures = 0
+        for seq, urgent in outbox.index():  # left over from before a restart: backlog
+            (self._backlog_urgent if urgent else self._backlog).append(Sealed(seq, urgent, 0))
 
     @property
     def client_id(self) -> str:
@@ -87,8 +122,28 @@ class Publisher:
 
     def _status(self, state: Literal["online", "offline"]) -> bytes:
         since = utc_from_epoch(self.clock.now()) if state == "online" else None
-        status = Status(1, self.tenant, self.gateway, state, since=since, agent_version=__version__)
+        status = Status(
+            1,
+            self.tenant,
+            self.gateway,
+            state,
+            since=since,
+            agent_version=__version__,
+            config_hash=self.config_hash,
+        )
         return encode(status)
+
+    def enqueue(self, sealed: list[Sealed]) -> None:
+        """Newly sealed messages (already durable in the outbox): send them as soon as possible."""
+        self._live.extend(sealed)
+        self.pump()
+
+    def publish_health(self, payload: bytes) -> bool:
+        """Publish a health message now if connected (it is not stored: only the latest matters)."""
+        if not self.connected or self._client is None:
+            return False
+        self._client.publish(topics.health(self.tenant, self.gateway), payload, qos=1, retain=True)
+        return True
 
     def start(self) -> None:
         """Connect in paho's network thread (which keeps reconnecting); returns at once."""
@@ -169,7 +224,14 @@ class Publisher:
         self.connected = True
         self._connect_failures = 0
         log.info("%s to broker %s", "reconnected" if self._ever_connected else "connected", self.cfg.url)
+        if self._ever_connected:
+            self.reconnects += 1
         self._ever_connected = True
+        # What was sealed while offline is backlog now: it is replayed at the bounded rate, and
+        # what is sealed from now on goes first.
+        for m in self._live:
+            (self._backlog_urgent if m.urgent else self._backlog).append(m)
+        self._live.clear()
         assert self._client is not None
         online = self._status("online")
         self._client.publish(topics.status(self.tenant, self.gateway), online, qos=1, retain=True)
@@ -181,18 +243,39 @@ class Publisher:
         self.connected = False
 
     def _published(self, mid: int, rc: ReasonCode) -> None:
-        seq = self._inflight.pop(mid, None)
-        if seq is None:
-            return  # a status message
+        msg = self._inflight.pop(mid, None)
+        if msg is None:
+            return  # a status or health message
         if rc.is_failure:
             self.rejected += 1
-            log.warning("broker rejected message seq %d: %s (kept; retried after a restart)", seq, rc)
+            log.warning("broker rejected message seq %d: %s (kept; retried after a restart)", msg.seq, rc)
+        elif rc.value == NO_SUBSCRIBERS and self.require_subscriber:
+            self._unrouted(msg)
         else:
-            self._acks.append(seq)
+            if self._hold:
+                log.info("broker %s: telemetry is being received again", self.cfg.url)
+                self._hold = 0.0
+            self._acks.append(msg.seq)
             if self._ack_flush is None:
                 assert self._loop is not None
                 self._ack_flush = self._loop.call_later(ACK_FLUSH_DELAY, self.flush_acks)
         self.pump()
+
+    def _unrouted(self, msg: Sealed) -> None:
+        """Nobody subscribed to our telemetry: keep the message, resend it after a pause."""
+        assert self._loop is not None
+        self.unrouted += 1
+        heapq.heappush(self._bounced, (msg.seq, msg.urgent, msg.readings))
+        now = self._loop.time()
+        if now >= self._hold_until:  # once per pause, not once per bounced message
+            if not self._hold:
+                log.warning(
+                    "broker %s has no subscriber for this gateway's telemetry (is the cloud consumer "
+                    "running?); keeping messages in the outbox and retrying",
+                    self.cfg.url,
+                )
+            self._hold = min(HOLD_MAX, self._hold * 2 if self._hold else HOLD_MIN)
+            self._hold_until = now + self._hold
 
     def flush_acks(self) -> None:
         self._ack_flush = None
@@ -207,25 +290,68 @@ class Publisher:
             self.on_acked(n, payloads)
 
     def pump(self) -> None:
-        """Hand the oldest not-yet-sent messages to paho, keeping at most WINDOW in flight."""
-        if not self.connected or self._client is None:
+        """Hand waiting messages to paho in priority order, keeping at most WINDOW in flight."""
+        if not self.connected or self._client is None or self._loop is None:
             return
-        room = WINDOW - len(self._inflight)
-        if room <= 0:
+        now = self._loop.time()
+        if now < self._hold_until:
+            self._wake_at(self._hold_until)
             return
-        telemetry = topics.telemetry(self.tenant, self.gateway)
-        for seq, payload in self.outbox.after(self._cursor, room):
-            info = self._client.publish(telemetry, payload, qos=1)
+        while len(self._inflight) < WINDOW:
+            msg = self._next(now)
+            if msg is None:
+                return
+            payload = self.outbox.payload(msg.seq)
+            if payload is None:
+                continue  # dropped by the outbox bound meanwhile
+            info = self._client.publish(topics.telemetry(self.tenant, self.gateway), payload, qos=1)
             # Even with rc NO_CONN paho keeps a QoS 1 message and sends it on reconnect.
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                log.warning("paho refused message seq %d: %s", seq, mqtt.error_string(info.rc))
+                log.warning("paho refused message seq %d: %s", msg.seq, mqtt.error_string(info.rc))
+                heapq.heappush(self._bounced, (msg.seq, msg.urgent, msg.readings))
                 return
-            self._inflight[info.mid] = seq
-            self._cursor = seq
+            self._inflight[info.mid] = msg
+
+    def _next(self, now: float) -> Sealed | None:
+        """The next message to send, or None (nothing waiting, or the replay rate is used up)."""
+        if self._bounced:  # sent before and refused for want of a subscriber: oldest first
+            seq, urgent, readings = heapq.heappop(self._bounced)
+            return Sealed(seq, urgent, readings)
+        if self._live:
+            return self._live.popleft()
+        if not (self._backlog_urgent or self._backlog):
+            return None
+        # Token bucket: up to one second's worth of backlog at once, then replay_rate per second.
+        self._tokens = min(
+            max(self.replay_rate, 1.0), self._tokens + (now - self._tokens_at) * self.replay_rate
+        )
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            self._wake_at(now + (1.0 - self._tokens) / self.replay_rate)
+            return None
+        self._tokens -= 1.0
+        return (self._backlog_urgent or self._backlog).popleft()
+
+    def _wake_at(self, when: float) -> None:
+        assert self._loop is not None
+        if self._wakeup is not None and not self._wakeup.cancelled() and self._wakeup.when() <= when:
+            return
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+        self._wakeup = self._loop.call_at(when, self._woken)
+
+    def _woken(self) -> None:
+        self._wakeup = None
+        self.pump()
+
+    @property
+    def waiting(self) -> int:
+        """Messages not handed to paho yet."""
+        return len(self._live) + len(self._backlog_urgent) + len(self._backlog) + len(self._bounced)
 
     def idle(self) -> bool:
         """Nothing in flight and nothing stored that was not handed to paho yet."""
-        return not self._inflight and not self.outbox.after(self._cursor, 1)
+        return not self._inflight and not self.waiting
 
     async def drain(self, timeout: float) -> bool:
         """Wait (real seconds) until every stored message is acknowledged; True if it was.
@@ -250,6 +376,8 @@ class Publisher:
             task.cancel()
         if self._ack_flush is not None:
             self._ack_flush.cancel()
+        if self._wakeup is not None:
+            self._wakeup.cancel()
         self.flush_acks()
         if self.connected:
             offline = self._status("offline")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,3 +123,62 @@ def test_read_once_does_not_touch_the_outbox(tmp_path: Path, stub_rtu: None) -> 
     ]
     assert not (tmp_path / "outbox.sqlite").exists()
     assert agent.stats.readings == 3 and agent.stats.readings_bad == 1
+
+
+class Rising(Stub):
+    """pt-1's level rises 0.1 m per clock second from 1.0; the others stay at 1.0."""
+
+    async def read(self, sensor: SensorConfig, profile: Profile) -> list[Reading]:
+        assert profile.modbus is not None
+        now = self.clock.now()
+        ts = utc_from_epoch(now)
+        level = 1.0 + 0.1 * (now - START) if sensor.id == "pt-1" else 1.0
+        q = Quality.OK if sensor.unit_id != 9 else Quality.TIMEOUT
+        return [make_reading(sensor.id, p.kind, ts, level, p.unit, q) for p in profile.modbus.points]
+
+
+START = 1_800_000_000.0
+
+
+def test_report_policy_suppresses_quiet_samples_and_sends_fast_mode_first(tmp_path: Path) -> None:
+    drivers.register("modbus_rtu", Rising)
+    try:
+        path = config(tmp_path, max_batch=200)
+        raw = yaml.safe_load(path.read_text())
+        policy = {"deadband": 0.5, "heartbeat": 3600, "fast": {"level": 2.0, "interval": 0.5, "hold": 60}}
+        for s in raw["sensors"]:
+            s["report"] = policy
+        path.write_text(yaml.safe_dump(raw))
+        clock = ScaledClock(START, 20.0)
+        agent = Agent(load_gateway(path), clock)
+        run(agent, 1.0)  # 20 clock seconds: pt-1 reaches 2.0 m after 10
+    finally:
+        drivers._FACTORIES.pop("modbus_rtu")
+
+    box = Outbox(agent.outbox_path)
+    try:
+        index = box.index()
+        messages = {seq: decode_telemetry(box.payload(seq) or b"", now=clock.now()) for seq, _ in index}
+    finally:
+        box.close()
+    urgent = [messages[seq] for seq, is_urgent in index if is_urgent]
+    normal = [messages[seq] for seq, is_urgent in index if not is_urgent]
+    # Fast mode: every sample of pt-1 at or over 2.0 m, in urgent messages holding nothing else,
+    # sealed at once (one poll each, not batched for the 10 s batch interval).
+    fast = [r for m in urgent for r in m.readings]
+    assert fast and all(r.sensor == "pt-1" for r in fast)
+    assert all(len({r.ts for r in m.readings}) == 1 for m in urgent)
+    levels = [r.value for r in fast if r.value is not None]
+    assert len(levels) == len(fast) and levels == sorted(levels) and min(levels) >= 2.0 - 1e-9
+    # fast polls every 0.5 s of clock time instead of 1 s
+    times = sorted({r.ts.timestamp() for r in fast})
+    assert all(0.4 < b - a < 0.7 for a, b in itertools.pairwise(times)), times
+    # Quiet: pt-2 and the dead sensor are sent once (first sample) and then never within 20 s.
+    quiet = [r for m in normal for r in m.readings if r.sensor in ("pt-2", "pt-dead")]
+    assert [r.sensor for r in quiet] == ["pt-2", "pt-dead"]  # the first sample of each
+    health = agent.health()
+    assert health.sensors["pt-1"].fast and not health.sensors["pt-2"].fast
+    assert health.sensors["pt-2"].suppressed >= 10 and health.sensors["pt-2"].reported == 1
+    assert health.sensors["pt-dead"].failing and health.sensors["pt-dead"].quality == Quality.TIMEOUT
+    assert health.sensors["pt-dead"].last_ok is None and health.sensors["pt-2"].last_ok is not None
+    assert agent.stats.readings_reported < agent.stats.readings

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from edge import cli
-from edge.config import load_gateway
+from edge.config import config_hash, load_gateway
 from wire.configfile import ConfigError
 from wire.mqttconf import read_password
 
@@ -52,10 +52,62 @@ def write(tmp_path: Path, raw: object, text: str | None = None) -> Path:
     return path
 
 
-def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, base_config())
+def test_validate_ok_prints_policies_and_config_hash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = base_config()
+    sensors = raw["sensors"]
+    assert isinstance(sensors, list)
+    sensors[0]["interval"] = 600
+    sensors[0]["report"] = {
+        "deadband": 0.02,
+        "heartbeat": 86400,
+        "fast": {"level": 2.0, "hysteresis": 0.05, "rate": 0.3, "rate_window": 1800, "interval": 120},
+    }
+    path = write(tmp_path, raw)
+    assert main(["edge", "validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ok" in out and f"config hash {config_hash(load_gateway(path))}" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    want = (
+        "on change >= 0.02; at least every 86400 s; "
+        "fast (every 120 s, all sent) when value >= 2 or rises >= 0.3/h"
+    )
+    assert want in lines["river-pt-02"]
+    assert lines["snow-laser-01"].endswith("every sample")
+    # the first release's spelling still works
     assert main(["edge", "check-config", "--config", str(path)]) == 0
-    assert "ok" in capsys.readouterr().out
+
+
+def test_config_hash_ignores_comments_but_not_settings(tmp_path: Path) -> None:
+    path = write(tmp_path, base_config())
+    h = config_hash(load_gateway(path))
+    path.write_text("# a comment\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    assert config_hash(load_gateway(path)) == h
+    raw = base_config()
+    raw["sensors"][0]["interval"] = 30  # type: ignore[index]
+    assert config_hash(load_gateway(write(tmp_path, raw))) != h
+
+
+@pytest.mark.parametrize(
+    ("report", "field", "message"),
+    [
+        ({"fast": {"kind": "nope", "level": 1.0, "interval": 10}}, "report.fast.kind", "no point 'nope'"),
+        ({"fast": {"interval": 10}}, "report.fast", "level"),
+        ({"fast": {"level": 1.0, "interval": 600}}, "report.fast.interval", "must not be longer"),
+        ({"heartbeat": 5}, "report.heartbeat", "at least"),
+    ],
+)
+def test_report_policy_errors_name_the_sensor_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], report: dict[str, object], field: str, message: str
+) -> None:
+    raw = base_config()
+    raw["sensors"][0]["interval"] = 60  # type: ignore[index]
+    raw["sensors"][0]["report"] = report  # type: ignore[index]
+    path = write(tmp_path, raw)
+    assert main(["edge", "validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: sensors[0] (id 'river-pt-02'): field '{field}'" in err and message in err, err
 
 
 def test_example_gateway_config_loads() -> None:
@@ -180,7 +232,7 @@ def test_once_prints_a_table_and_exits_1_when_sensors_fail(
 
 
 def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["edge", "--help"], ["edge", "run", "--help"], ["edge", "check-config", "--help"]):
+    for argv in (["edge", "--help"], ["edge", "run", "--help"], ["edge", "validate", "--help"]):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 0

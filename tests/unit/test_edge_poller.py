@@ -166,3 +166,56 @@ def test_read_once_reads_every_sensor_and_times_out_the_hung_one() -> None:
     readings = asyncio.run(poller.read_once())
     assert [(r.sensor, r.q) for r in readings] == [("a", Quality.OK), ("dead", Quality.TIMEOUT)]
     assert driver.closed
+
+
+def test_a_sensor_that_keeps_failing_is_polled_less_often_and_recovers_its_interval() -> None:
+    from edge import poller as poller_module
+
+    clock = RealClock()
+    gw = gateway([sensor("flaky", 1, interval=0.02)], [ModbusRtuBus(id="rs485", port="/dev/null", pause=0.0)])
+    driver = StubDriver(clock, fail_times=6)
+    poller = Poller(gw, clock, lambda s, r: None, drivers={"rs485": driver})
+    saved = poller_module.BACKOFF_MAX
+    poller_module.BACKOFF_MAX = 0.2
+    try:
+        asyncio.run(run_for(poller, 1.5))
+    finally:
+        poller_module.BACKOFF_MAX = saved
+    times = [t for _, t in driver.reads]
+    g = gaps(times)
+    # after failures 1 and 2 the interval, after the 3rd 2x, then 4x, 8x, capped at 0.2 s ...
+    assert all(x < 0.035 for x in g[:2]), g
+    assert 0.03 < g[2] < 0.06 and 0.07 < g[3] < 0.11 and 0.14 < g[4] < 0.2 and 0.18 < g[5] < 0.25, g
+    # ... and after the first success (the 7th read) back to the interval.
+    assert all(x < 0.035 for x in g[7:]), g
+    assert len(times) > 20
+
+
+def test_interval_of_follows_the_report_policy() -> None:
+    clock = RealClock()
+    gw = gateway([sensor("s", 1, interval=0.2)], [ModbusRtuBus(id="rs485", port="/dev/null", pause=0.0)])
+    driver = StubDriver(clock)
+    fast = {"on": False}
+    poller = Poller(
+        gw,
+        clock,
+        lambda s, r: None,
+        drivers={"rs485": driver},
+        interval_of=lambda s: 0.02 if fast["on"] else 0.2,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(poller.run(stop))
+        await asyncio.sleep(0.5)
+        fast["on"] = True
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    times = [t for _, t in driver.reads]
+    t0 = times[0]
+    slow = [t for t in times if t - t0 < 0.5]
+    quick = [t for t in times if t - t0 > 0.75]
+    assert len(slow) <= 4 and len(quick) >= 8

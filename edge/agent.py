@@ -239,9 +239,15 @@ class Agent:
         self._unstaged, self._unstaged_count = pending, count
 
     async def _every(self, seconds: float, action: Callable[[], None]) -> None:
+        """Run `action` on a fixed grid of clock time (no drift from the time it takes)."""
+        due = self.clock.now()
         while True:
-            await self.clock.sleep(seconds)
+            due += seconds
+            await self.clock.sleep(max(0.0, due - self.clock.now()))
             action()
+            behind = self.clock.now() - due
+            if behind > seconds:  # suspended or overloaded: skip the missed ticks
+                due += seconds * (behind // seconds)
 
     def _seal(self) -> None:
         """Staged readings -> outbox messages (max_batch readings and the payload limit each)."""

@@ -283,13 +283,22 @@ class Mosquitto(Server):
         password_file: Path | None = None,
         acl_file: Path | None = None,
         allow_anonymous: bool = True,
+        autosave_on_changes: bool = False,
     ) -> None:
+        """`autosave_on_changes`: save the persistence file after every change (subscription,
+        queued or retained message) instead of only at a graceful stop, so that sessions and
+        subscriptions survive `.kill()` (Mosquitto only has, after a crash, what it saved)."""
         super().__init__(workdir, "/usr/sbin/mosquitto")
         self.port = free_port()
         self.tls = make_tls_files(self.workdir / "tls") if tls else None
         self.conf_path = self.workdir / "mosquitto.conf"
         self.conf_path.write_text(
-            self._config(password_file=password_file, acl_file=acl_file, allow_anonymous=allow_anonymous)
+            self._config(
+                password_file=password_file,
+                acl_file=acl_file,
+                allow_anonymous=allow_anonymous,
+                autosave_on_changes=autosave_on_changes,
+            )
         )
 
     @property
@@ -306,7 +315,14 @@ class Mosquitto(Server):
             raise ServerError("this broker has no TLS listener")
         return self.tls.ca_file
 
-    def _config(self, *, password_file: Path | None, acl_file: Path | None, allow_anonymous: bool) -> str:
+    def _config(
+        self,
+        *,
+        password_file: Path | None,
+        acl_file: Path | None,
+        allow_anonymous: bool,
+        autosave_on_changes: bool = False,
+    ) -> str:
         data_dir = self.workdir / "data"
         data_dir.mkdir(exist_ok=True)
         lines = [
@@ -321,7 +337,12 @@ class Mosquitto(Server):
             "log_type all",
             "log_timestamp_format %H:%M:%S",
             "connection_messages true",
+            # As in deploy/mosquitto/bosai.conf: the default (1000 per client) silently drops
+            # QoS 1 messages for a subscriber that falls behind during a burst.
+            "max_queued_messages 1000000",
         ]
+        if autosave_on_changes:
+            lines += ["autosave_interval 1", "autosave_on_changes true"]
         if password_file is not None:
             lines.append(f"password_file {password_file}")
         if acl_file is not None:

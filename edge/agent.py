@@ -68,6 +68,8 @@ class AgentStats:
 @dataclass
 class _SensorState:
     polls: int = 0
+    repeats: int = 0  # polls that returned the sample already seen (free-running ASCII devices)
+    last_ts: datetime | None = None
     failing: bool = False
     quality: Quality | None = None
     last_ok: datetime | None = None
@@ -181,6 +183,13 @@ class Agent:
         self.stats.readings_bad += sum(1 for r in readings if r.q is not Quality.OK)
 
     def _collect(self, sensor: SensorConfig, readings: list[Reading]) -> None:
+        state = self._sensors[sensor.id]
+        state.polls += 1
+        if readings and readings[0].ts == state.last_ts:
+            # A free-running device polled faster than it talks: the driver hands back its latest
+            # line again, same sample time.  That sample was already counted and offered.
+            state.repeats += 1
+            return
         self._count(readings)
         self._track(sensor, readings)
         decision = self.reporters[sensor.id].offer(readings)
@@ -203,7 +212,8 @@ class Agent:
 
     def _track(self, sensor: SensorConfig, readings: list[Reading]) -> None:
         state = self._sensors[sensor.id]
-        state.polls += 1
+        if readings:
+            state.last_ts = readings[0].ts
         state.failing = any(r.q in COMM_FAILURES for r in readings)
         bad = [r.q for r in readings if r.q is not Quality.OK]
         state.quality = bad[0] if bad else Quality.OK

@@ -182,3 +182,28 @@ def test_report_policy_suppresses_quiet_samples_and_sends_fast_mode_first(tmp_pa
     assert health.sensors["pt-dead"].failing and health.sensors["pt-dead"].quality == Quality.TIMEOUT
     assert health.sensors["pt-dead"].last_ok is None and health.sensors["pt-2"].last_ok is not None
     assert agent.stats.readings_reported < agent.stats.readings
+
+
+class Repeating(Stub):
+    """A free-running device polled faster than it talks: the same sample (same time) again."""
+
+    async def read(self, sensor: SensorConfig, profile: Profile) -> list[Reading]:
+        assert profile.modbus is not None
+        line_time = START + 5.0 * ((self.clock.now() - START) // 5.0)  # a new line every 5 s
+        ts = utc_from_epoch(line_time)
+        return [make_reading(sensor.id, p.kind, ts, 1.0, p.unit) for p in profile.modbus.points]
+
+
+def test_a_sample_seen_again_is_not_sent_again(tmp_path: Path) -> None:
+    drivers.register("modbus_rtu", Repeating)
+    try:
+        clock = ScaledClock(START, 20.0)
+        agent = Agent(load_gateway(config(tmp_path, max_batch=200)), clock)
+        run(agent, 1.0)  # 20 clock seconds, polled every second: 4 or 5 distinct samples per sensor
+    finally:
+        drivers._FACTORIES.pop("modbus_rtu")
+    messages = [decode_telemetry(p, now=clock.now()) for _, p in stored(agent.outbox_path)]
+    sent = [(r.sensor, r.ts) for m in messages for r in m.readings]
+    assert len(sent) == len(set(sent)) and 3 * 4 <= len(sent) <= 3 * 5
+    health = agent.health()
+    assert health.sensors["pt-1"].polls >= 15 and health.sensors["pt-1"].reported <= 5

@@ -5,10 +5,13 @@ kill or restart them freely.  A missing binary makes the fixture fail (an error 
 scripts/install-test-deps.sh), never skip: the suite must not go green without its servers.
 For one server shared by a module, use the class directly:
 `with InfluxDB1(tmp_path_factory.mktemp("influxdb")) as server: yield server`.
+
+`pty` is a pseudo-terminal pair (master fd, slave path): a serial port for driver tests.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,3 +46,12 @@ def influxdb1(tmp_path: Path) -> Iterator[InfluxDB1]:
     """InfluxDB 1.6 with /write and InfluxQL /query at `.url`; no databases yet, no auth."""
     with InfluxDB1(tmp_path / "influxdb") as server:
         yield server
+
+
+@pytest.fixture
+def pty() -> Iterator[tuple[int, str]]:
+    master, slave = os.openpty()
+    os.set_blocking(master, False)
+    yield master, os.ttyname(slave)
+    os.close(master)
+    os.close(slave)

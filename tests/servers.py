@@ -418,6 +418,18 @@ class VictoriaMetrics(Server):
         if status != 200:
             raise ServerError(f"force_flush: HTTP {status}: {body[:500]!r}")
 
+    def wait_for_samples(self, match: str, count: int, timeout: float = 30.0) -> int:
+        """Flush and count the samples matching `match` until there are at least `count`, or
+        `timeout` passes; returns the last count.  Right after a flush, a sample written a moment
+        before is sometimes not exported yet (seen under load), which is late, not lost."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.force_flush()
+            n = sum(len(row["values"]) for row in self.export(match))
+            if n >= count or time.monotonic() > deadline:
+                return n
+            time.sleep(0.5)
+
     def export(self, match: str) -> list[dict[str, Any]]:
         """Series matching a PromQL selector, e.g. '{__name__="readings_value",db="b"}'.
 

@@ -61,6 +61,5 @@ def test_demo_against_real_broker_and_store(
     proc, summary = _demo(out, "--broker", mosquitto.url, "--influx-url", victoria.url, "--no-plots")
     _check_accounting(summary)
     assert "embedded MQTT broker" not in proc.stdout
-    victoria.force_flush()
-    points = sum(len(row["values"]) for row in victoria.export('{__name__="readings_q"}'))
+    points = victoria.wait_for_samples('{__name__="readings_q"}', summary["edge"]["readings"])
     assert points == summary["edge"]["readings"]

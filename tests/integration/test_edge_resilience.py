@@ -51,7 +51,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -64,6 +63,7 @@ from cloud.points import QUALITY_CODES, ts_ms
 from simulators.gateway_config import write_gateway_config
 from simulators.runner import Endpoints, SimulatorSet, default_scenario_path, load_scenario
 from simulators.uplink import LinkWindow, UplinkProxy, UplinkStats, via_proxy
+from tests.pipeline import write_consumer_config
 from tests.servers import Mosquitto, VictoriaMetrics
 from wire import topics
 from wire.clock import ScaledClock
@@ -327,26 +327,6 @@ def read_outbox(path: Path) -> OutboxState:
     return OutboxState(int(next_seq), unacked, int(staged))
 
 
-def _consumer_config(tmp: Path, broker: Mosquitto, victoria: VictoriaMetrics) -> Path:
-    raw = {
-        "mqtt": {"url": broker.url, "protocol": "5", "allow_insecure": True, "client_id": "resilience-cloud"},
-        "registry": str(DEMO_REGISTRY),
-        "store": {
-            "type": "influxdb",
-            "url": victoria.url,
-            "org": "bosai",
-            "bucket": "bosai",
-            "batch_size": 500,
-            "flush_interval_ms": 200,
-        },
-        "alerts": {"log_path": str(tmp / "alerts.jsonl")},
-        "quarantine_path": str(tmp / "quarantine.jsonl"),
-    }
-    path = tmp / "consumer.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    return path
-
-
 # --------------------------------------------------------------------------------------------
 # Phases
 
@@ -422,7 +402,10 @@ def run_timeline(tmp: Path, victoria: VictoriaMetrics) -> Run:
     with Mosquitto(tmp / "mosquitto", autosave_on_changes=True) as broker:
         recorder = Recorder(broker)
         consumer = Consumer(
-            load_consumer_config(_consumer_config(tmp, broker, victoria)), tmp / "consumer.yaml"
+            load_consumer_config(
+                write_consumer_config(tmp, broker, victoria, DEMO_REGISTRY, "resilience-cloud")
+            ),
+            tmp / "consumer.yaml",
         )
         field = Field(tmp / "sim", broker)
         agent: AgentProcess | None = None

@@ -34,6 +34,7 @@ from edge.agent import Agent
 from edge.config import load_gateway
 from simulators.gateway_config import write_gateway_config
 from simulators.runner import SimulatorSet, default_scenario_path, load_scenario
+from tests.pipeline import write_consumer_config
 from tests.servers import Mosquitto, VictoriaMetrics
 from wire import topics
 from wire.alerts import Alert, alert_decoder
@@ -111,26 +112,6 @@ def _add_dead_sensor(gateway_yaml: Path) -> None:
     gateway_yaml.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
 
 
-def _consumer_config(tmp: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> Path:
-    raw = {
-        "mqtt": {"url": mosquitto.url, "protocol": "5", "allow_insecure": True, "client_id": "e2e-cloud"},
-        "registry": str(_registry_with_dead_sensor(tmp)),
-        "store": {
-            "type": "influxdb",
-            "url": victoria.url,
-            "org": "bosai",
-            "bucket": "bosai",
-            "batch_size": 500,
-            "flush_interval_ms": 200,
-        },
-        "alerts": {"log_path": str(tmp / "alerts.jsonl")},
-        "quarantine_path": str(tmp / "quarantine.jsonl"),
-    }
-    path = tmp / "consumer.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    return path
-
-
 async def _run_field(
     tmp: Path, mosquitto: Mosquitto, clock: ScaledClock, scenario: Any
 ) -> tuple[Agent, SimulatorSet]:
@@ -187,7 +168,12 @@ def test_storm_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria: Victor
     scenario = load_scenario(default_scenario_path("demo-storm"))
     recorder = Recorder(mosquitto.port)
     consumer = Consumer(
-        load_consumer_config(_consumer_config(tmp_path, mosquitto, victoria)), tmp_path / "consumer.yaml"
+        load_consumer_config(
+            write_consumer_config(
+                tmp_path, mosquitto, victoria, _registry_with_dead_sensor(tmp_path), "e2e-cloud"
+            )
+        ),
+        tmp_path / "consumer.yaml",
     )
     registry = load_registry(tmp_path / "registry.yaml")
     consumer.start()
@@ -238,7 +224,7 @@ def test_storm_end_to_end(tmp_path: Path, mosquitto: Mosquitto, victoria: Victor
     assert c.write_errors == 0
 
     # --- the database: each reading exactly once, right value, right time -----------------------
-    victoria.force_flush()
+    victoria.wait_for_samples('{__name__="readings_q"}', len(published))
     stored_value: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for row in victoria.export('{__name__="readings_value"}'):
         m = row["metric"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,6 @@ from wire.telemetry import Quality
 PROFILES = Path(__file__).resolve().parents[2] / "firmware_configs" / "profiles"
 US = load_profile(PROFILES / "ultrasonic-snow-us.yaml")
 IA = load_profile(PROFILES / "inclinometer-ascii-ia.yaml")
-
-
-@pytest.fixture
-def pty() -> Iterator[tuple[int, str]]:
-    master, slave = os.openpty()
-    os.set_blocking(master, False)
-    yield master, os.ttyname(slave)
-    os.close(master)
-    os.close(slave)
 
 
 def snow_sensor(interval: float = 0.2) -> SensorConfig:

@@ -13,7 +13,6 @@ import asyncio
 import os
 import random
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,15 +216,6 @@ def test_compiled_regex_is_anchored_and_reads_like_the_spec() -> None:
 
 
 # -- the driver needs no change ----------------------------------------------------------
-
-
-@pytest.fixture
-def pty() -> Iterator[tuple[int, str]]:
-    master, slave = os.openpty()
-    os.set_blocking(master, False)
-    yield master, os.ttyname(slave)
-    os.close(master)
-    os.close(slave)
 
 
 def test_ascii_driver_reads_a_fixed_column_device(pty: tuple[int, str]) -> None:

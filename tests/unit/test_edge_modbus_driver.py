@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -165,15 +164,6 @@ def crc16(data: bytes) -> bytes:
         for _ in range(8):
             crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
     return struct.pack("<H", crc)
-
-
-@pytest.fixture
-def pty() -> Iterator[tuple[int, str]]:
-    master, slave = os.openpty()
-    os.set_blocking(master, False)
-    yield master, os.ttyname(slave)
-    os.close(master)
-    os.close(slave)
 
 
 def test_modbus_rtu_ok_timeout_and_crc(pty: tuple[int, str]) -> None:

@@ -49,6 +49,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     validate.add_argument("config", type=Path, metavar="CONFIG", help="gateway config (YAML)")
     validate.set_defaults(handler=_validate)
+    outbox = cmds.add_parser(
+        "outbox",
+        help="show what the outbox holds (safe while the agent runs)",
+        description="Show what the gateway's outbox holds: messages waiting for the broker's "
+        "acknowledgement (urgent ones among them), their size and age, readings not yet sealed, "
+        "the next sequence number and what the size bound dropped.  Read-only: safe while the "
+        "agent runs.  Exit 0, or 1 if the outbox cannot be read.",
+    )
+    outbox.add_argument("--config", required=True, type=Path, metavar="FILE", help="gateway config (YAML)")
+    outbox.add_argument("--outbox", type=Path, metavar="PATH", help="outbox database (overrides the config)")
+    outbox.set_defaults(handler=_outbox)
     # The first release's spelling, kept for scripts; not advertised.
     check = cmds.add_parser("check-config", description="Same as `validate CONFIG`.")
     check.add_argument("--config", required=True, type=Path, metavar="FILE", help="gateway config (YAML)")
@@ -127,6 +138,32 @@ async def _run_until_signal(agent: Agent) -> bool:
         loop.add_signal_handler(sig, on_signal, sig)
     await agent.run(stop)
     return signal.SIGINT in got
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    import time
+
+    from edge.outbox import OutboxError, summarize
+
+    gw = _load(args.config)
+    if gw is None:
+        return EXIT_CONFIG
+    path = args.outbox if args.outbox is not None else gw.resolve(gw.config.outbox.path)
+    if not path.exists():
+        print(f"{path}: no outbox yet (the agent has not run with this config)")
+        return EXIT_OK
+    try:
+        s = summarize(path)
+    except OutboxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    age = "" if s.oldest_created is None else f", oldest {time.time() - s.oldest_created:.0f} s old"
+    print(f"{path}")
+    print(f"  waiting for PUBACK  {s.messages} messages ({s.urgent} urgent), {s.bytes} bytes{age}")
+    print(f"  not yet sealed      {s.staged} readings")
+    print(f"  next sequence no.   {s.next_seq}")
+    print(f"  dropped (bound)     {s.dropped} messages, {s.dropped_readings} readings")
+    return EXIT_OK
 
 
 def format_policies(gw: LoadedGateway) -> str:

@@ -295,6 +295,49 @@ class Outbox:
         self._dropping = True
 
 
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What an outbox holds, read without disturbing the agent that may be running on it."""
+
+    messages: int
+    urgent: int
+    bytes: int
+    staged: int
+    oldest_created: float | None
+    next_seq: int
+    dropped: int
+    dropped_readings: int
+
+
+def summarize(path: str | Path) -> Summary:
+    """Read-only look at an outbox file (SQLite WAL lets it run beside the writing agent)."""
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot open the outbox {path}: {exc}") from exc
+    try:
+        messages, urgent, size, oldest, max_seq = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(urgent), 0), COALESCE(SUM(LENGTH(payload)), 0), MIN(created), "
+            "MAX(seq) FROM messages"
+        ).fetchone()
+        (staged,) = db.execute("SELECT COUNT(*) FROM staged").fetchone()
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot read the outbox {path}: {exc}") from exc
+    finally:
+        db.close()
+    return Summary(
+        messages=int(messages),
+        urgent=int(urgent),
+        bytes=int(size),
+        staged=int(staged),
+        oldest_created=None if oldest is None else float(oldest),
+        next_seq=max(int(meta.get("next_seq", FIRST_SEQ)), int(max_seq or 0) + 1),
+        dropped=int(meta.get("dropped", 0)),
+        dropped_readings=int(meta.get("dropped_readings", 0)),
+    )
+
+
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; SQLite errors become OutboxError."""
 

@@ -237,3 +237,23 @@ def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
             main(argv)
         assert exc.value.code == 0
     assert "--outbox" in capsys.readouterr().out
+
+
+def test_outbox_summary_while_another_connection_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge.outbox import Outbox
+
+    raw = base_config()
+    raw["outbox"] = {"path": "box.sqlite"}
+    path = write(tmp_path, raw)
+    assert main(["edge", "outbox", "--config", str(path)]) == 0
+    assert "no outbox yet" in capsys.readouterr().out
+    box = Outbox(tmp_path / "box.sqlite")  # the agent, still running
+    box.stage([b'{"n":1}'], urgent=True, created=1.0)
+    box.seal(lambda seq, rs: b"x" * 10, max_readings=10, max_bytes=1000, created=1.0)
+    box.stage([b'{"n":2}'], urgent=False, created=2.0)
+    assert main(["edge", "outbox", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 messages (1 urgent), 10 bytes" in out and "1 readings" in out and "next sequence no.   2" in out
+    box.close()

@@ -117,7 +117,9 @@ def fill(box: Outbox, messages: int, sensors: int) -> tuple[float, int]:
         sent = utc_from_epoch(start + i)
 
         def make(seq: int, rs: list[bytes], sent: dt.datetime = sent) -> bytes:
-            return encode(_RawTelemetry(1, TENANT, GATEWAY, seq, sent, [msgspec.Raw(r) for r in rs]))
+            return encode(
+                _RawTelemetry(1, TENANT, GATEWAY, seq, sent, [msgspec.Raw(r) for r in rs], box.stream)
+            )
 
         box.seal(make, max_readings=1000, max_bytes=200_000, created=start + i)
         readings += len(batch)

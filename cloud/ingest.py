@@ -91,7 +91,7 @@ class Ingestor:
             self.reject_message(topic, gw_key, RejectReason.TOPIC_MISMATCH, detail, received, payload)
             return None
 
-        seq_status = self.sequences.observe(msg.tenant, msg.gateway, msg.seq)
+        seq_status = self.sequences.observe(msg.tenant, msg.gateway, msg.seq, msg.stream)
         accepted: list[Accepted] = []
         for i, r in enumerate(msg.readings):
             problem = self._check_reading(msg.tenant, msg.gateway, r)

@@ -50,6 +50,7 @@ class _RawTelemetry(msgspec.Struct, frozen=True):
     seq: int
     sent: datetime
     readings: list[msgspec.Raw]
+    stream: str
 
 
 @dataclass
@@ -270,7 +271,7 @@ class Agent:
 
         def make_payload(seq: int, readings: list[bytes]) -> bytes:
             raws = [msgspec.Raw(r) for r in readings]
-            return encode(_RawTelemetry(1, cfg.tenant, cfg.gateway, seq, sent, raws))
+            return encode(_RawTelemetry(1, cfg.tenant, cfg.gateway, seq, sent, raws, outbox.stream))
 
         try:
             sealed = outbox.seal(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -108,8 +109,13 @@ class Outbox:
                 "SELECT MAX(seq), COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages"
             ).fetchone()
             self._staged: int = self._db.execute("SELECT COUNT(*) FROM staged").fetchone()[0]
+            stream = self._meta("stream")
+            if stream is None:  # a new outbox (or one from the first release): a new numbering stream
+                stream = secrets.randbits(63)
+                self._set_meta("stream", stream)
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
+        self.stream = f"{stream:016x}"  # sent with every message: see wire.telemetry.Telemetry.stream
         stored = self._meta("next_seq")
         # Both sources, in case the meta row was lost: never reuse a sequence number.
         self._next_seq = max(stored if stored is not None else FIRST_SEQ, (max_seq or 0) + 1)

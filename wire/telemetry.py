@@ -26,6 +26,7 @@ MAX_READINGS_PER_MESSAGE = 1000
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 Kind = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Unit = Annotated[str, msgspec.Meta(max_length=16, pattern=r"^[^\s,=\"\\]*$")]
+Stream = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{1,32}$")]
 
 
 class Quality(enum.StrEnum):
@@ -71,6 +72,9 @@ class Telemetry(msgspec.Struct, frozen=True):
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
     sent: AwareDatetime
     readings: Annotated[list[Reading], msgspec.Meta(min_length=1, max_length=MAX_READINGS_PER_MESSAGE)]
+    # Identifies the sequence counter (the gateway's outbox): a new value means the numbering
+    # started again (a replaced card), not that older numbers arrive late.  Absent: unknown.
+    stream: Stream | None = None
 
 
 class _Envelope(msgspec.Struct):

@@ -202,3 +202,46 @@ def test_sequence_tracker() -> None:
     assert t.observe("a", "g", 4) == "new" and t.totals() == (15, 1, 3)
     t.observe("b", "g", 5)  # gateways are independent
     assert t.observe("b", "g", 3) == "reordered" and t.totals() == (15, 1, 4)
+    assert t.observe("b", "g", 3) == "duplicate"  # below the first seen, but seen once already
+
+
+def test_a_backlog_replayed_after_live_data_fills_its_gap_however_far_behind() -> None:
+    """After a day offline the gateway sends live data first, then 86 400 older messages."""
+    t = SequenceTracker(window=10)
+    for seq in range(1, 11):
+        t.observe("a", "g", seq, "s1")
+    assert t.observe("a", "g", 86_411, "s1") == "new"  # live, right after reconnecting
+    assert t.totals() == (86_400, 0, 0)  # the backlog not arrived yet
+    statuses = {t.observe("a", "g", seq, "s1") for seq in range(11, 86_411)}
+    assert statuses == {"reordered"}
+    assert t.totals() == (0, 0, 86_400)
+    assert (
+        t.observe("a", "g", 500, "s1") == "duplicate"
+    )  # a replay after a crash: far back, still a duplicate
+    g = t.gateways[("a", "g")]
+    assert g.gap_starts == [] and g.resets == 0
+
+
+def test_gaps_split_and_stay_bounded() -> None:
+    t = SequenceTracker(max_gaps=3)
+    t.observe("a", "g", 1)
+    t.observe("a", "g", 10)  # gap 2..9
+    assert t.observe("a", "g", 5) == "reordered"  # splits it: 2..4, 6..9
+    g = t.gateways[("a", "g")]
+    assert list(zip(g.gap_starts, g.gap_ends, strict=True)) == [(2, 4), (6, 9)]
+    for seq in (12, 14, 16):  # three more gaps: the oldest is forgotten (its numbers stay lost)
+        t.observe("a", "g", seq)
+    assert list(zip(g.gap_starts, g.gap_ends, strict=True)) == [(11, 11), (13, 13), (15, 15)]
+    assert t.observe("a", "g", 3) == "duplicate" and t.totals()[0] == 7 + 3
+
+
+def test_a_new_stream_restarts_the_accounting() -> None:
+    t = SequenceTracker()
+    t.observe("a", "g", 500, "old")
+    t.observe("a", "g", 502, "old")  # 501 lost
+    assert t.observe("a", "g", 1, "new") == "reset"
+    assert t.observe("a", "g", 2, "new") == "new"
+    assert t.totals() == (1, 0, 0) and t.gateways[("a", "g")].resets == 1
+    # an agent that starts sending its stream id keeps its counter: not a restart
+    t.observe("b", "g", 7)
+    assert t.observe("b", "g", 8, "s") == "new" and t.gateways[("b", "g")].resets == 0

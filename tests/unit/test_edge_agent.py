@@ -203,6 +203,9 @@ def test_a_sample_seen_again_is_not_sent_again(tmp_path: Path) -> None:
     finally:
         drivers._FACTORIES.pop("modbus_rtu")
     messages = [decode_telemetry(p, now=clock.now()) for _, p in stored(agent.outbox_path)]
+    box = Outbox(agent.outbox_path)
+    assert {m.stream for m in messages} == {box.stream}  # every message names its counter
+    box.close()
     sent = [(r.sensor, r.ts) for m in messages for r in m.readings]
     assert len(sent) == len(set(sent)) and 3 * 4 <= len(sent) <= 3 * 5
     health = agent.health()

@@ -220,3 +220,13 @@ def test_unwritable_outbox_raises_outbox_error(tmp_path: Path) -> None:
     with pytest.raises(OutboxError, match=r"o\.sqlite"):
         box.stage([reading(1)], urgent=False, created=1.0)
     assert box.staged == 0
+
+
+def test_the_stream_id_is_kept_with_the_counter(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    first = Outbox(path)
+    stream = first.stream
+    first.close()
+    assert Outbox(path).stream == stream  # the same counter, the same stream
+    assert Outbox(tmp_path / "other.sqlite").stream != stream  # a new outbox numbers anew
+    assert len(stream) == 16 and int(stream, 16) >= 0

@@ -323,18 +323,6 @@ def measure(proc: subprocess.Popen[bytes], seconds: float, label: str) -> Usage:
     )
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> int:
-    """SIGTERM (a normal service stop), and SIGKILL only if it hangs.  Returns the exit code."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
 # -- the two runs ---------------------------------------------------------------------------------
 
 
@@ -353,15 +341,11 @@ class Result:
     not_ok_fraction: float  # readings (or reads) with a quality flag other than ok
 
 
-def bosai_module() -> str:
-    # `python -m bosai` needs bosai/__main__.py; bosai.cli runs the same main() where it is absent.
-    return "bosai" if (REPO_ROOT / "bosai" / "__main__.py").exists() else "bosai.cli"
-
-
 def run_agent(gw: Path, recorder: TelemetryRecorder, args: argparse.Namespace, workdir: Path) -> Result:
+    from tests.servers import stop_process
     from wire.telemetry import Quality
 
-    argv = [sys.executable, "-m", bosai_module(), "--log-level", AGENT_LOG_LEVEL]
+    argv = [sys.executable, "-m", "bosai", "--log-level", AGENT_LOG_LEVEL]
     argv += ["edge", "run", "--config", str(gw)]
     log_path = workdir / "agent.log"
     progress(f"agent: {' '.join(argv[1:])} (log {log_path})")

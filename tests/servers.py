@@ -76,6 +76,18 @@ def _http_ok(url: str) -> bool:
     return 200 <= status < 300
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> int:
+    """SIGTERM (a normal service stop), wait, and SIGKILL only if it hangs; the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 class Server:
     """A child-process server with a work directory, a log file and a readiness check."""
 
@@ -126,14 +138,8 @@ class Server:
     def stop(self) -> None:
         """Graceful stop: SIGTERM, wait, and SIGKILL only if it hangs."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc)
 
     def kill(self) -> None:
         """Crash: SIGKILL, nothing saved that the server had not already written."""

@@ -33,7 +33,6 @@ the port the agent's config names; until then a proxy without windows relays tha
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import math
 import os
@@ -258,12 +257,6 @@ class Field:
         self.proxy_address = await self.proxy.start()
 
 
-def _bosai_command() -> list[str]:
-    if importlib.util.find_spec("bosai.__main__") is not None:
-        return [sys.executable, "-m", "bosai"]
-    return [str(Path(sys.executable).with_name("bosai"))]  # the console script of this venv
-
-
 class AgentProcess:
     """`bosai edge run` as a child process; each run's output goes to agent-N.log."""
 
@@ -276,7 +269,17 @@ class AgentProcess:
     def start(self) -> None:
         log = self.logdir / f"agent-{len(self.logs) + 1}.log"
         self.logs.append(log)
-        argv = [*_bosai_command(), "--log-level", "DEBUG", "edge", "run", "--config", str(self.config)]
+        argv = [
+            sys.executable,
+            "-m",
+            "bosai",
+            "--log-level",
+            "DEBUG",
+            "edge",
+            "run",
+            "--config",
+            str(self.config),
+        ]
         with log.open("wb") as out:
             self.proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
 

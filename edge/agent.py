@@ -25,6 +25,7 @@ from pathlib import Path
 import msgspec
 
 from bosai import __version__
+from edge.clocksync import clock_synchronized
 from edge.config import LoadedGateway, SensorConfig, config_hash
 from edge.outbox import Outbox, OutboxError
 from edge.poller import COMM_FAILURES, Poller
@@ -141,6 +142,11 @@ class Agent:
             raise
         self._outbox, self._publisher = outbox, publisher
         self._started = time.monotonic()
+        if clock_synchronized() is False:
+            log.warning(
+                "the system clock is not synchronized (NTP/GPS): sample times may be wrong until it "
+                "is; the health message says when it is"
+            )
         if outbox.staged:  # readings reported just before a crash
             log.info("outbox holds %d readings not yet in a message; sealing them", outbox.staged)
             self._seal()
@@ -331,6 +337,7 @@ class Agent:
             messages_acked=self.stats.messages_acked,
             reconnects=publisher.reconnects if publisher is not None else 0,
             unrouted=publisher.unrouted if publisher is not None else 0,
+            clock_synced=clock_synchronized(),
             sensors=sensors,
         )
 

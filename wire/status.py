@@ -59,6 +59,7 @@ class Health(msgspec.Struct, frozen=True):
     messages_acked: int  # since the agent started
     reconnects: int
     unrouted: int  # PUBACKs saying nobody subscribed (kept and resent)
+    clock_synced: bool | None = None  # the gateway's clock is NTP/GPS-disciplined (None: unknown)
     sensors: dict[str, SensorHealth] = {}
 
 

@@ -174,6 +174,10 @@ class Agent:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self._unstaged:  # the outbox could not be written: a last try before they are gone
+                self._stage([], urgent=False)
+                if self._unstaged_count:
+                    log.error("stopping with %d readings the outbox could not store", self._unstaged_count)
             self._seal()
             if not await publisher.drain(ACK_WAIT_ON_STOP):
                 log.warning("stopping with %d messages unacknowledged; they stay in the outbox", outbox.depth)

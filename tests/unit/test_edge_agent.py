@@ -210,3 +210,36 @@ def test_a_sample_seen_again_is_not_sent_again(tmp_path: Path) -> None:
     assert len(sent) == len(set(sent)) and 3 * 4 <= len(sent) <= 3 * 5
     health = agent.health()
     assert health.sensors["pt-1"].polls >= 15 and health.sensors["pt-1"].reported <= 5
+
+
+def test_readings_wait_in_memory_while_the_outbox_cannot_be_written(
+    tmp_path: Path, stub_rtu: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge import outbox as outbox_module
+
+    real_stage = outbox_module.Outbox.stage
+    broken = {"on": True}
+
+    def stage(self: Outbox, readings: list[bytes], *, urgent: bool, created: float) -> None:
+        if broken["on"] and readings:
+            raise outbox_module.OutboxError("cannot write the outbox: disk I/O error")
+        real_stage(self, readings, urgent=urgent, created=created)
+
+    monkeypatch.setattr(outbox_module.Outbox, "stage", stage)
+    clock = ScaledClock(START, 20.0)
+    agent = Agent(load_gateway(config(tmp_path, max_batch=200)), clock)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop))
+        await asyncio.sleep(0.5)  # ~10 polls per sensor, none stored
+        assert agent._unstaged_count > 0
+        broken["on"] = False  # the card works again: the held readings go in with the next ones
+        await asyncio.sleep(0.3)
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    messages = [decode_telemetry(p, now=clock.now()) for _, p in stored(agent.outbox_path)]
+    assert sum(len(m.readings) for m in messages) == agent.stats.readings_reported == agent.stats.readings
+    assert agent._unstaged == []

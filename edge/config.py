@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from edge.outbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES
-from edge.profiles import AsciiPoint, ModbusPoint, Profile, load_profiles
+from edge.profiles import Profile, load_profiles, points_of
 from edge.report import ReportPolicy, policy_problems
 from wire import configfile
 from wire.configfile import ConfigError
@@ -116,12 +116,6 @@ class LoadedGateway(msgspec.Struct, frozen=True):
         return configfile.resolve(self.path, p)
 
 
-def _points(profile: Profile) -> list[ModbusPoint | AsciiPoint]:
-    if profile.modbus is not None:
-        return list(profile.modbus.points)
-    return list(profile.ascii.points) if profile.ascii is not None else []
-
-
 def config_hash(gateway: LoadedGateway) -> str:
     """A short fingerprint of what the agent runs: the config and the profiles its sensors use.
 
@@ -170,7 +164,6 @@ def load_gateway(path: str | Path) -> LoadedGateway:
                     path, f"{where}: field 'unit_id'", f"{s.unit_id} is already used by {used_slaves[key]!r}"
                 )
             used_slaves[key] = s.id
-            needs_height = prof.modbus is not None and any(p.distance_to_depth for p in prof.modbus.points)
         else:
             if not isinstance(bus, AsciiSerialBus):
                 raise ConfigError(
@@ -182,12 +175,12 @@ def load_gateway(path: str | Path) -> LoadedGateway:
                     f"{where}: field 'bus'",
                     "an ASCII serial line serves one device (RS-232 is point to point)",
                 )
-            needs_height = prof.ascii is not None and any(p.distance_to_depth for p in prof.ascii.points)
+        points = points_of(prof)
         if s.report is not None:
-            kinds = [p.kind for p in _points(prof)]
+            kinds = [p.kind for p in points]
             for field, problem in policy_problems(s.report, kinds, s.interval):
                 raise ConfigError(path, f"{where}: field {field!r}", problem)
-        if needs_height and s.mounting_height is None:
+        if any(p.distance_to_depth for p in points) and s.mounting_height is None:
             raise ConfigError(
                 path,
                 f"{where}: field 'mounting_height'",

@@ -78,7 +78,6 @@ class OutboxError(Exception):
 class Sealed:
     seq: int
     urgent: bool
-    readings: int
 
 
 class Outbox:
@@ -116,9 +115,7 @@ class Outbox:
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
         self.stream = f"{stream:016x}"  # sent with every message: see wire.telemetry.Telemetry.stream
-        stored = self._meta("next_seq")
-        # Both sources, in case the meta row was lost: never reuse a sequence number.
-        self._next_seq = max(stored if stored is not None else FIRST_SEQ, (max_seq or 0) + 1)
+        self._next_seq = _next_seq(self._meta("next_seq"), max_seq)
         self.dropped = self._meta("dropped") or 0
         self.dropped_readings = self._meta("dropped_readings") or 0
         self._depth: int = depth
@@ -201,7 +198,7 @@ class Outbox:
                     "INSERT INTO messages(seq, created, payload, urgent, readings) VALUES (?, ?, ?, ?, ?)",
                     (seq, created, payload, int(urgent), len(readings)),
                 )
-                sealed.append(Sealed(seq, urgent, len(readings)))
+                sealed.append(Sealed(seq, urgent))
                 added += len(payload)
                 seq += 1
             self._db.execute("DELETE FROM staged")
@@ -338,7 +335,7 @@ def summarize(path: str | Path) -> Summary:
         bytes=int(size),
         staged=int(staged),
         oldest_created=None if oldest is None else float(oldest),
-        next_seq=max(int(meta.get("next_seq", FIRST_SEQ)), int(max_seq or 0) + 1),
+        next_seq=_next_seq(meta.get("next_seq"), max_seq),
         dropped=int(meta.get("dropped", 0)),
         dropped_readings=int(meta.get("dropped_readings", 0)),
     )
@@ -370,6 +367,12 @@ class _Transaction:
             self._db.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
             raise OutboxError(f"cannot write the outbox {self._path}: {exc}") from exc
+
+
+def _next_seq(stored: int | None, max_seq: int | None) -> int:
+    """From the counter and the highest stored number both, in case the counter row was lost:
+    a sequence number is never reused."""
+    return max(int(stored) if stored is not None else FIRST_SEQ, int(max_seq or 0) + 1)
 
 
 def _chunks(

@@ -187,6 +187,13 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ascii: AsciiFormat | None = None
 
 
+def points_of(profile: Profile) -> list[ModbusPoint | AsciiPoint]:
+    """The profile's points, whichever protocol it speaks."""
+    if profile.modbus is not None:
+        return list(profile.modbus.points)
+    return list(profile.ascii.points) if profile.ascii is not None else []
+
+
 def load_profile(path: str | Path) -> Profile:
     raw = configfile.read_yaml(path)
     if raw is None:
@@ -279,10 +286,7 @@ def _check(p: Profile, path: str | Path) -> None:
                         f"ascii: points[{i}]: field {field!r}",
                         f"no regex group (or fixed field) named {g!r}",
                     )
-    points: list[ModbusPoint | AsciiPoint] = list(
-        p.modbus.points if p.modbus else p.ascii.points if p.ascii else []
-    )
-    for i, point in enumerate(points):
+    for i, point in enumerate(points_of(p)):
         if point.distance_to_depth and point.unit not in LENGTH_UNITS_PER_METRE:
             raise ConfigError(path, f"points[{i}]: field 'unit'", "distance_to_depth needs unit m, cm or mm")
     if len(set(kinds)) != len(kinds):

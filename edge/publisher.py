@@ -99,7 +99,7 @@ class Publisher:
         self._live: deque[Sealed] = deque()
         self._backlog_urgent: deque[Sealed] = deque()
         self._backlog: deque[Sealed] = deque()
-        self._bounced: list[tuple[int, bool, int]] = []  # heap of (seq, urgent, readings) to resend
+        self._bounced: list[tuple[int, bool]] = []  # heap of (seq, urgent) to resend
         self._hold_until = 0.0  # loop time: no telemetry before this ("no subscribers")
         self._hold = 0.0
         self._tokens = 0.0
@@ -114,7 +114,7 @@ class Publisher:
         self._background: set[asyncio.Future[None]] = set()
         self._connect_failures = 0
         for seq, urgent in outbox.index():  # left over from before a restart: backlog
-            (self._backlog_urgent if urgent else self._backlog).append(Sealed(seq, urgent, 0))
+            (self._backlog_urgent if urgent else self._backlog).append(Sealed(seq, urgent))
 
     @property
     def client_id(self) -> str:
@@ -265,7 +265,7 @@ class Publisher:
         """Nobody subscribed to our telemetry: keep the message, resend it after a pause."""
         assert self._loop is not None
         self.unrouted += 1
-        heapq.heappush(self._bounced, (msg.seq, msg.urgent, msg.readings))
+        heapq.heappush(self._bounced, (msg.seq, msg.urgent))
         now = self._loop.time()
         if now >= self._hold_until:  # once per pause, not once per bounced message
             if not self._hold:
@@ -308,15 +308,14 @@ class Publisher:
             # Even with rc NO_CONN paho keeps a QoS 1 message and sends it on reconnect.
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 log.warning("paho refused message seq %d: %s", msg.seq, mqtt.error_string(info.rc))
-                heapq.heappush(self._bounced, (msg.seq, msg.urgent, msg.readings))
+                heapq.heappush(self._bounced, (msg.seq, msg.urgent))
                 return
             self._inflight[info.mid] = msg
 
     def _next(self, now: float) -> Sealed | None:
         """The next message to send, or None (nothing waiting, or the replay rate is used up)."""
         if self._bounced:  # sent before and refused for want of a subscriber: oldest first
-            seq, urgent, readings = heapq.heappop(self._bounced)
-            return Sealed(seq, urgent, readings)
+            return Sealed(*heapq.heappop(self._bounced))
         if self._live:
             return self._live.popleft()
         if not (self._backlog_urgent or self._backlog):

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from edge.config import Bus, SensorConfig
 from edge.decode import reading
-from edge.profiles import AsciiPoint, ModbusPoint, Profile
+from edge.profiles import Profile, points_of
 from wire.clock import Clock
 from wire.telemetry import Quality, Reading, utc_from_epoch
 
@@ -38,12 +38,6 @@ class Driver(Protocol):
 
 
 DriverFactory = Callable[[Bus, Clock], Driver]
-
-
-def points_of(profile: Profile) -> list[ModbusPoint | AsciiPoint]:
-    if profile.modbus is not None:
-        return list(profile.modbus.points)
-    return list(profile.ascii.points) if profile.ascii is not None else []
 
 
 def failed(sensor: SensorConfig, profile: Profile, ts: float, q: Quality) -> list[Reading]:

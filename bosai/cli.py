@@ -22,8 +22,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bosai import demo_cli
+    from bosai import demo_cli, evaluate_cli
     from cloud import cli as cloud_cli
+    from cloud.alerts import cli as alerts_cli
     from edge import cli as edge_cli
     from simulators import cli as sim_cli
 
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cli.register(sub)
     edge_cli.register(sub)
     cloud_cli.register(sub)
+    alerts_cli.register(sub)
+    evaluate_cli.register(sub)
     return parser
 
 

@@ -254,7 +254,7 @@ def _write_consumer_config(opts: DemoOptions, broker_url: str, protocol: str, wo
         },
         "registry": str(DEMO_REGISTRY),
         "store": store,
-        "alerts": {"log_path": str(work / "alerts.jsonl")},
+        "alerts": {"log_path": str(work / "alerts.jsonl"), "state_path": str(work / "alerts.db")},
         "quarantine_path": str(work / "quarantine.jsonl"),
     }
     if opts.influx_url:
@@ -267,8 +267,11 @@ def _write_consumer_config(opts: DemoOptions, broker_url: str, protocol: str, wo
 
 def _alert_line(a: Alert) -> str:
     when = a.ts.astimezone(JST).strftime("%H:%M")
-    icon = {"raised": "ALERT", "escalated": "UP   ", "deescalated": "DOWN ", "resolved": "CLEAR"}[a.state]
-    return f"  {icon} {when} JST  [{a.sensor}] {a.reason}"
+    icons = {"raised": "ALERT", "escalated": "UP   ", "deescalated": "DOWN ", "resolved": "CLEAR"}
+    icon = icons.get(a.event, a.event.upper()[:5])
+    if a.category == "maintenance":
+        icon = "MAINT" if a.event != "resolved" else "FIXED"
+    return f"  {icon} {when} JST  [{a.sensor or a.gateway}] {a.reason}"
 
 
 def _summarize(
@@ -300,7 +303,9 @@ def _summarize(
         "alerts": [
             {
                 "ts": a.ts.isoformat(),
-                "state": a.state,
+                "event": a.event,
+                "condition": a.condition,
+                "category": a.category,
                 "level": a.level,
                 "site": a.site,
                 "sensor": a.sensor,
@@ -336,8 +341,12 @@ def _print_summary(console: Console, s: dict[str, Any], report: Path | None) -> 
         f"{c['readings_rejected']} rejected, {c['lost']} lost, {c['duplicated']} duplicated"
     )
     console.line(f"  store: {st['distinct_points']} distinct points ({st['reading_lines']} lines)")
-    raised = [a for a in s["alerts"] if a["state"] in ("raised", "escalated")]
-    console.line(f"  alerts: {len(s['alerts'])} state changes, {len(raised)} raised or escalated")
+    raised = [a for a in s["alerts"] if a["event"] in ("raised", "escalated") and a["category"] == "disaster"]
+    maint = [a for a in s["alerts"] if a["event"] == "raised" and a["category"] == "maintenance"]
+    console.line(
+        f"  alerts: {len(s['alerts'])} events, {len(raised)} disaster alerts raised or escalated, "
+        f"{len(maint)} maintenance alerts"
+    )
     if report is not None:
         console.line(f"  report: {report}")
     console.line(

@@ -106,7 +106,9 @@ def _plot_series(
     for a in alert_lines:
         if a.tags.get("sensor") == sensor_id and a.tags.get("kind") == kind:
             t = datetime.fromtimestamp(a.ts_ms / 1000, JST)
-            state = a.tags.get("state", "raised")
+            if a.tags.get("condition", "level") != "level":
+                continue  # rate, snow and failure alerts have values in other units than the series
+            state = a.tags.get("event", "raised")
             colour = LEVEL_COLOURS.get(int(a.fields.get("level", 0)), "#2f9e44")
             ax.scatter(
                 [t],
@@ -132,7 +134,7 @@ def _plot_series(
 def _html(summary: dict[str, Any], plots: list[tuple[str, str]]) -> str:
     e, c, st = summary["edge"], summary["cloud"], summary["store"]
     rows = "".join(
-        f"<tr><td>{html.escape(a['ts'])}</td><td>{html.escape(a['state'])}</td><td>{a['level']}</td>"
+        f"<tr><td>{html.escape(a['ts'])}</td><td>{html.escape(a['event'])}</td><td>{a['level']}</td>"
         f"<td>{html.escape(a['reason'])}</td></tr>"
         for a in summary["alerts"]
     )
@@ -155,7 +157,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px;font-size:90%}} img{{max-width:100%
  {c["readings_rejected"]} rejected, {c["lost"]} lost, {c["duplicated"]} duplicated</li>
 <li>Store: {st["distinct_points"]} distinct points</li>
 </ul>
-<h2>Alerts</h2><table><tr><th>sample time</th><th>state</th><th>level</th><th>reason</th></tr>{rows}</table>
+<h2>Alerts</h2><table><tr><th>sample time</th><th>event</th><th>level</th><th>reason</th></tr>{rows}</table>
 <h2>Series</h2>{figures}
 </body></html>
 """

@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     from bosai.cli import EXIT_CONFIG, EXIT_OK
     from cloud.config import InfluxStore, Store, load_consumer_config, resolve
-    from cloud.mqtt import client_id, make_client, subscription
+    from cloud.mqtt import client_id, make_client, subscriptions
     from cloud.registry import load_registry
     from wire.configfile import ConfigError, read_secret
 
@@ -106,7 +106,7 @@ def _check_config(args: argparse.Namespace) -> int:
     channels = [ch for s in data.sensors for ch in s.channels.values()]
     print(f"config:       {args.config} OK")
     print(f"broker:       {cfg.mqtt.url} (MQTT {cfg.mqtt.protocol}, client id {client_id(cfg)})")
-    print(f"subscription: {subscription(cfg)}")
+    print(f"subscriptions: {', '.join(subscriptions(cfg))}")
     print(f"store:        {describe(cfg.store)}")
     if cfg.archive is not None:
         print(f"archive:      {describe(cfg.archive)}")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import msgspec
 
+from cloud.notify.config import NotifierConfig
 from wire import configfile
 from wire.configfile import ConfigError, resolve
 from wire.ids import Ident
@@ -46,9 +47,23 @@ class ValidationConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_past_s: Positive = 90 * 86400.0  # outbox backlog after a long outage is still accepted
 
 
+class EscalationConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """While an alert is not acknowledged: send it again every `renotify_after_min`, and hand it
+    over to the next recipients tier every `escalate_after_min` (None: never)."""
+
+    renotify_after_min: Positive | None = None
+    escalate_after_min: Positive | None = None
+
+
 class AlertsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    log_path: str = "alerts.jsonl"  # JSON lines, one per alert state change
+    log_path: str = "alerts.jsonl"  # JSON lines, one per alert event
+    state_path: str = "alerts.db"  # episodes and maintenance windows (SQLite), kept across restarts
     publish: bool = True  # retained current state on bosai/v1/{tenant}/alerts/...
+    # Dashboard link put on every alert; {tenant}, {site}, {sensor}, {kind} are filled in.
+    dashboard_url: str | None = None
+    disaster: EscalationConfig = EscalationConfig(renotify_after_min=15.0, escalate_after_min=30.0)
+    maintenance: EscalationConfig = EscalationConfig()
+    notifiers: list[NotifierConfig] = []
 
 
 class ConsumerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

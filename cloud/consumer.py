@@ -2,10 +2,15 @@
 
 Threads:
 - paho's network thread only queues each message (never blocks on processing);
-- the worker thread validates, accounts, detects and alerts, then acknowledges the message
-  (manual PUBACK: a message not yet processed when the consumer stops is redelivered by the
-  broker on the next start, from the persistent session);
-- the store thread (cloud.sink) writes lines, so the database never delays alerts.
+- the worker thread validates, accounts, detects and runs the alert lifecycle, then acknowledges
+  the message (manual PUBACK: a message not yet processed when the consumer stops is redelivered
+  by the broker on the next start, from the persistent session); about once a second it also
+  ticks detection (silent gateways and sensors) and the alert manager (reminders, handovers,
+  duty officers' acks from `bosai alerts`, maintenance windows);
+- the store thread (cloud.sink) writes lines, so the database never delays alerts;
+- one thread per notifier (cloud.notify.dispatch), so a slow mail server never delays anything.
+
+Gateway status (birth message / Last Will) and health messages feed gateway liveness.
 
 A bug while processing one message is counted as reason "internal", quarantined and logged
 with its traceback once per kind; the worker keeps going.
@@ -24,14 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import paho.mqtt.client as mqtt
 
 from cloud import mqtt as mqttsetup
 from cloud import points
-from cloud.alerting import Alerting
-from cloud.config import ConsumerConfig, Store, resolve
-from cloud.detection import Detector
-from cloud.ingest import INTERNAL, Ingestor
+from cloud.alerts.manager import AlertManager, Escalation
+from cloud.alerts.outputs import AlertOutputs
+from cloud.alerts.store import AlertStore
+from cloud.config import AlertsConfig, ConsumerConfig, EscalationConfig, Store, resolve
+from cloud.detect.engine import Engine
+from cloud.detect.observation import Observation
+from cloud.ingest import INTERNAL, Ingestor, IngestResult
+from cloud.notify import build_notifiers
+from cloud.notify.dispatch import Dispatcher
 from cloud.quarantine import Quarantine
 from cloud.registry import Registry, load_registry
 from cloud.sink import StoreSink
@@ -39,11 +50,15 @@ from cloud.writers import TeeWriter, Writer, open_writer
 from wire import topics
 from wire.alerts import Alert
 from wire.clock import Clock, RealClock
+from wire.status import health_decoder, status_decoder
+from wire.telemetry import RejectReason
 
 log = logging.getLogger(__name__)
 
 MAX_QUEUED_MESSAGES = 50_000  # beyond this paho's thread waits: TCP backpressure to the broker
 STOP_TIMEOUT_S = 30.0
+TICK_S = 1.0  # silence checks, reminders and duty officers' actions are looked at this often
+DETECTIONS_EVERY_S = 60.0  # at most one `detections` point per series per minute of sample time
 
 
 @dataclass
@@ -104,7 +119,7 @@ class Consumer:
         self.registry = registry or load_registry(resolve(config_path, config.registry))
         self.clock: Clock = clock or RealClock()
         self.on_alert: list[Callable[[Alert], None]] = []
-        self.subscription = mqttsetup.subscription(config)
+        self.subscriptions = mqttsetup.subscriptions(config)
 
         self._client = mqttsetup.make_client(config, self.config_path)
         self._client.on_connect = self._on_connect
@@ -119,13 +134,21 @@ class Consumer:
         qpath = resolve(config_path, config.quarantine_path) if config.quarantine_path else None
         self._quarantine = Quarantine(qpath)
         self._ingestor = Ingestor(self.registry, config.validation, self._quarantine)
-        self._detector = Detector()
-        self._alerting = Alerting(
-            resolve(config_path, config.alerts.log_path),
-            self._publish_alert if config.alerts.publish else None,
+        self._engine = Engine(self.registry)
+        alerts = config.alerts
+        self._dispatcher = Dispatcher(build_notifiers(alerts.notifiers, self.config_path))
+        self._outputs = AlertOutputs(
+            resolve(config_path, alerts.log_path),
+            self._publish_alert if alerts.publish else None,
             self._sink.put,
             self.on_alert,
+            self._dispatcher.submit,
         )
+        self._alert_store = AlertStore(resolve(config_path, alerts.state_path))
+        self._alerts = alert_manager(alerts, self._alert_store, self._outputs)
+        self._engine.restore(self._alerts.active_levels())
+        self._last_detection: dict[tuple[str, str, str], float] = {}
+        self._last_tick = 0.0
 
         self._lock = threading.RLock()  # the worker's state vs. stats readers (hooks may read stats)
         self._queue: queue.Queue[_Message | _Barrier | object] = queue.Queue(MAX_QUEUED_MESSAGES)
@@ -141,11 +164,12 @@ class Consumer:
     # --- lifecycle ---
 
     def start(self) -> None:
+        self._dispatcher.start()
         self._worker = threading.Thread(target=self._run, name="bosai-consumer", daemon=True)
         self._worker.start()
         mqttsetup.connect(self._client, self.config)
         self._client.loop_start()
-        log.info("consumer connecting to %s, subscription %s", self.config.mqtt.url, self.subscription)
+        log.info("consumer connecting to %s, subscribing to %s", self.config.mqtt.url, self.subscriptions)
 
     def wait_ready(self, timeout: float) -> bool:
         return self._ready.wait(timeout)
@@ -173,7 +197,9 @@ class Consumer:
         self._wait_publishes(deadline)
         self._client.disconnect()
         self._client.loop_stop()
-        self._alerting.close()
+        self._dispatcher.close(max(1.0, deadline - time.monotonic()))
+        self._outputs.close()
+        self._alert_store.close()
         self._quarantine.close()
         log.info("consumer stopped: %s", self.stats.summary())
 
@@ -189,7 +215,7 @@ class Consumer:
                 rejected_by_reason=dict(ing.by_reason),
                 lines_written=self._writer.written,
                 write_errors=self._writer.failed + self._sink.lost,
-                alerts=self._alerting.count,
+                alerts=self._outputs.count,
                 lost=lost,
                 duplicated=duplicated,
                 reordered=reordered,
@@ -201,24 +227,97 @@ class Consumer:
     # --- processing (worker thread; callable directly in tests) ---
 
     def process_message(self, topic: str, payload: bytes, received: float | None = None) -> None:
-        """Validate, store and evaluate one telemetry message.  Never raises."""
+        """Validate, store and evaluate one message (telemetry, status or health).  Never raises."""
         received = self.clock.now() if received is None else received
         with self._lock:
             try:
-                result = self._ingestor.process(topic, payload, received)
-                if result is None:
+                where = topics.parse_gateway_topic(topic)
+                if where is not None and where.channel != "telemetry":
+                    self._gateway_message(where, topic, payload, received)
                     return
-                self._sink.put([points.reading_line(a.reading, a.sensor, a.site) for a in result.accepted])
-                for a in result.accepted:
-                    alert = self._detector.evaluate(a.reading, a.sensor, a.site, a.channel)
-                    if alert is not None:
-                        self._alerting.handle(alert)
+                result = self._ingestor.process(topic, payload, received)
+                if result is not None:
+                    self._telemetry(result, received)
             except Exception as exc:
                 self._internal_error(topic, payload, received, exc)
 
+    def _telemetry(self, result: IngestResult, received: float) -> None:
+        self._sink.put([points.reading_line(a.reading, a.sensor, a.site) for a in result.accepted])
+        self._observe(self._engine.gateway_alive(result.tenant, result.gateway, result.sent), received)
+        lines: list[str] = []
+        for a in result.accepted:
+            self._observe(self._engine.reading(a.reading, a.sensor, a.site, a.channel), received)
+            t = a.reading.ts.timestamp()
+            key = (a.sensor.tenant, a.sensor.id, a.reading.kind)
+            if t - self._last_detection.get(key, -1e18) >= DETECTIONS_EVERY_S:
+                snap = self._engine.snapshot(a.sensor, a.reading.kind, t)
+                line = points.detection_line(snap, a.sensor, a.site, a.reading.kind) if snap else None
+                if line is not None:
+                    self._last_detection[key] = t
+                    lines.append(line)
+        for a in result.out_of_range:
+            self._observe(self._engine.out_of_range(a.reading, a.sensor, a.site, a.channel), received)
+        if lines:
+            self._sink.put(lines)
+
+    def _gateway_message(
+        self, where: topics.GatewayTopic, topic: str, payload: bytes, received: float
+    ) -> None:
+        """Status (birth / Last Will) and health: liveness of the gateway."""
+        gw_key = f"{where.tenant}/{where.gateway}"
+        try:
+            if where.channel == "status":
+                status = status_decoder.decode(payload)
+                ok = (status.tenant, status.gateway) == (where.tenant, where.gateway)
+                if ok and status.state == "offline":
+                    obs = self._engine.gateway_will(where.tenant, where.gateway, received)
+                elif ok:
+                    alive = status.since.timestamp() if status.since is not None else received
+                    obs = self._engine.gateway_alive(where.tenant, where.gateway, alive)
+            else:
+                health = health_decoder.decode(payload)
+                ok = (health.tenant, health.gateway) == (where.tenant, where.gateway)
+                if ok:
+                    obs = self._engine.gateway_alive(where.tenant, where.gateway, health.ts.timestamp())
+        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+            self._ingestor.reject_message(topic, gw_key, RejectReason.SCHEMA, str(exc), received, payload)
+            return
+        if not ok:
+            detail = f"{where.channel} message of another gateway on {topic}"
+            self._ingestor.reject_message(
+                topic, gw_key, RejectReason.TOPIC_MISMATCH, detail, received, payload
+            )
+            return
+        self._observe(obs, received)
+
+    def _observe(self, observations: list[Observation], now: float) -> None:
+        for obs in observations:
+            self._alerts.observe(obs, now)
+
+    def tick(self, now: float | None = None) -> None:
+        """Silence checks and the alert lifecycle's timers (the worker calls it every TICK_S)."""
+        now = self.clock.now() if now is None else now
+        with self._lock:
+            try:
+                self._observe(self._engine.tick(now), now)
+                self._alerts.tick(now)
+            except Exception:
+                if "tick" not in self._logged_errors:
+                    self._logged_errors.add("tick")
+                    log.exception("alert tick failed")
+
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=TICK_S)
+            except queue.Empty:
+                item = None
+            now = self.clock.now()
+            if now - self._last_tick >= TICK_S:
+                self._last_tick = now
+                self.tick(now)
+            if item is None:
+                continue
             if item is _STOP:
                 return
             if isinstance(item, _Barrier):
@@ -280,13 +379,13 @@ class Consumer:
         self._connect_problem = None
         self._connected = True
         log.info("connected to %s (session present: %s)", self.config.mqtt.url, flags.session_present)
-        client.subscribe(self.subscription, qos=1)
+        client.subscribe([(f, 1) for f in self.subscriptions])
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
         if any(c.is_failure for c in codes):
-            log.error("broker refused subscription %s: %s (check the broker ACL)", self.subscription, codes)
+            log.error("broker refused subscriptions %s: %s (check the broker ACL)", self.subscriptions, codes)
             return
-        log.info("subscribed to %s", self.subscription)
+        log.info("subscribed to %s", self.subscriptions)
         self._ready.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
@@ -303,3 +402,24 @@ class Consumer:
         except UnicodeDecodeError:  # brokers enforce UTF-8 topics; quarantine it if one does not
             topic = repr(msg._topic)
         self._queue.put(_Message(topic, bytes(msg.payload), self.clock.now(), msg.mid, msg.qos))
+
+
+def alert_manager(config: AlertsConfig, store: AlertStore, outputs: AlertOutputs) -> AlertManager:
+    def escalation(c: EscalationConfig) -> Escalation:
+        minutes = (c.renotify_after_min, c.escalate_after_min)
+        return Escalation(*(m * 60.0 if m is not None else None for m in minutes))
+
+    url = config.dashboard_url
+
+    def links(alert: Alert) -> list[str]:
+        assert url is not None
+        return [url.format(tenant=alert.tenant, site=alert.site, sensor=alert.sensor, kind=alert.kind)]
+
+    return AlertManager(
+        store,
+        outputs,
+        disaster=escalation(config.disaster),
+        maintenance=escalation(config.maintenance),
+        max_tier=max((n.tier for n in config.notifiers), default=0),
+        links=links if url else None,
+    )

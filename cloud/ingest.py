@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cloud.config import ValidationConfig
 from cloud.quarantine import Quarantine
@@ -50,6 +50,10 @@ class IngestResult:
     seq: int
     seq_status: str  # "new" | "duplicate" | "reordered" | "reset" (cloud.sequence)
     accepted: list[Accepted]
+    sent: float = 0.0  # when the gateway sent the message (its clock): it was alive then
+    # Readings of registered sensors rejected as out of range: not stored, but detection hears of
+    # them (a sensor sending impossible values needs a technician).
+    out_of_range: list[Accepted] = field(default_factory=list)
 
 
 class Ingestor:
@@ -93,12 +97,19 @@ class Ingestor:
 
         seq_status = self.sequences.observe(msg.tenant, msg.gateway, msg.seq, msg.stream)
         accepted: list[Accepted] = []
+        out_of_range: list[Accepted] = []
         for i, r in enumerate(msg.readings):
             problem = self._check_reading(msg.tenant, msg.gateway, r)
             if isinstance(problem, Accepted):
                 accepted.append(problem)
                 continue
             reason, detail = problem
+            if reason is RejectReason.OUT_OF_RANGE:
+                sensor = self.registry.sensor_for(msg.tenant, msg.gateway, r.sensor)
+                assert sensor is not None
+                out_of_range.append(
+                    Accepted(r, sensor, self.registry.site_of(sensor), sensor.channels[r.kind])
+                )
             self.readings_rejected += 1
             self._count(gw_key, reason)
             self.quarantine.add(
@@ -110,7 +121,9 @@ class Ingestor:
                 seq=msg.seq,
             )
         self.readings_accepted += len(accepted)
-        return IngestResult(msg.tenant, msg.gateway, msg.seq, seq_status, accepted)
+        return IngestResult(
+            msg.tenant, msg.gateway, msg.seq, seq_status, accepted, msg.sent.timestamp(), out_of_range
+        )
 
     def reject_message(
         self, topic: str, gw_key: str, reason: str, detail: str, received: float, payload: bytes

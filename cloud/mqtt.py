@@ -37,9 +37,13 @@ def client_id(config: ConsumerConfig) -> str:
     return f"{cid}-{config.shared_group}-{socket.gethostname()}" if config.shared_group else cid
 
 
-def subscription(config: ConsumerConfig) -> str:
-    flt = topics.telemetry_filter(config.tenant or "+")
-    return f"$share/{config.shared_group}/{flt}" if config.shared_group else flt
+def subscriptions(config: ConsumerConfig) -> list[str]:
+    """Telemetry, and the gateways' status (birth / Last Will) and health for liveness."""
+    tenant = config.tenant or "+"
+    filters = [topics.telemetry_filter(tenant), topics.status_filter(tenant), topics.health_filter(tenant)]
+    if config.shared_group:
+        return [f"$share/{config.shared_group}/{f}" for f in filters]
+    return filters
 
 
 def make_client(config: ConsumerConfig, config_path: Path) -> mqtt.Client:

@@ -6,10 +6,20 @@ Measurement `readings`, one point per reading:
     fields value (float; only when q is ok), q (int quality code, below)
     time   the sample time at the edge, in milliseconds
 
-Measurement `alerts`, one point per alert state change:
-    tags   tenant, site, site_name, sensor, kind, state (raised|escalated|deescalated|resolved)
-    fields level (int), value (float), threshold (float; absent when resolved), reason, id (strings)
-    time   the sample time of the reading that changed the state, in milliseconds
+Measurement `alerts`, one point per alert event (wire.alerts), for dashboard annotations:
+    tags   tenant, site, site_name, sensor, kind, gateway (each left out when empty), condition,
+           category (disaster|maintenance), event (raised|escalated|deescalated|acknowledged|
+           reminder|handover|resolved)
+    fields level (int), peak_level (int), value, threshold, rate (floats; each absent when unknown),
+           forecast_eta (ms since the epoch; absent without a forecast), reason, id, status (strings)
+    time   the time of the event (the sample time of the reading behind it), in milliseconds
+
+Measurement `detections`, derived values of a series, at most one point per minute of sample time:
+    tags   tenant, site, site_name, sensor, kind
+    fields rate (float, in rate_unit), rate_unit (string), next_level (int), next_level_eta,
+           next_level_earliest, next_level_latest (ms since the epoch), new_snow_1h ... new_snow_24h
+           (cm), failure_time, failure_earliest, failure_latest (ms), velocity_per_day (float);
+           each only when known
 
 Quality codes (`q` field), fixed forever because stored data and dashboards depend on them:
     0 ok, 1 timeout, 2 crc, 3 exception, 4 invalid, 5 out_of_range, 6 error
@@ -23,6 +33,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cloud import lineproto
+from cloud.detect.series import Snapshot
 from cloud.registry import Sensor, Site
 from wire.alerts import Alert
 from wire.telemetry import Quality, Reading
@@ -39,6 +50,7 @@ QUALITY_CODES: dict[Quality, int] = {
 
 READINGS = "readings"
 ALERTS = "alerts"
+DETECTIONS = "detections"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -73,11 +85,52 @@ def alert_line(alert: Alert) -> str:
         "site_name": alert.site_name,
         "sensor": alert.sensor,
         "kind": alert.kind,
-        "state": alert.state,
+        "gateway": alert.gateway,
+        "condition": alert.condition,
+        "category": alert.category,
+        "event": alert.event,
     }
-    fields = {"level": lineproto.int_field(alert.level), "value": lineproto.float_field(alert.value)}
-    if alert.threshold is not None:
-        fields["threshold"] = lineproto.float_field(alert.threshold)
+    fields = {"level": lineproto.int_field(alert.level), "peak_level": lineproto.int_field(alert.peak_level)}
+    for name, x in (("value", alert.value), ("threshold", alert.threshold), ("rate", alert.rate)):
+        if x is not None:
+            fields[name] = lineproto.float_field(x)
+    if alert.forecast is not None:
+        fields["forecast_eta"] = lineproto.int_field(ts_ms(alert.forecast.eta))
     fields["reason"] = lineproto.string_field(alert.reason)
     fields["id"] = lineproto.string_field(alert.id)
+    fields["status"] = lineproto.string_field(alert.status)
     return lineproto.line(ALERTS, tags, fields, ts_ms(alert.ts))
+
+
+def detection_line(snap: Snapshot, sensor: Sensor, site: Site, kind: str) -> str | None:
+    """The `detections` point of a series snapshot; None when nothing is known yet."""
+    fields: dict[str, str] = {}
+    if snap.rate is not None:
+        fields["rate"] = lineproto.float_field(snap.rate)
+        fields["rate_unit"] = lineproto.string_field(snap.rate_unit)
+    if snap.next_level is not None:
+        fields["next_level"] = lineproto.int_field(snap.next_level)
+    for name, t in (
+        ("next_level_eta", snap.next_level_eta),
+        ("next_level_earliest", snap.next_level_earliest),
+        ("next_level_latest", snap.next_level_latest),
+        ("failure_time", snap.failure_time),
+        ("failure_earliest", snap.failure_earliest),
+        ("failure_latest", snap.failure_latest),
+    ):
+        if t is not None:
+            fields[name] = lineproto.int_field(round(t * 1000))
+    if snap.velocity_per_day is not None:
+        fields["velocity_per_day"] = lineproto.float_field(snap.velocity_per_day)
+    for hours, cm in (snap.new_snow or {}).items():
+        fields[f"new_snow_{hours}h"] = lineproto.float_field(cm)
+    if not fields:
+        return None
+    tags = {
+        "tenant": sensor.tenant,
+        "site": site.id,
+        "site_name": site.name,
+        "sensor": sensor.id,
+        "kind": kind,
+    }
+    return lineproto.line(DETECTIONS, tags, fields, round(snap.t * 1000))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -20,6 +21,7 @@ from wire.ids import Ident
 class Tenant(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     id: Ident
     name: str
+    timezone: str = "Asia/Tokyo"  # times in alert texts are shown in it
 
 
 class Site(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -29,6 +31,8 @@ class Site(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     type: Literal["river", "snow", "slope", "other"]
     lat: float | None = None
     lon: float | None = None
+    # Snow sites: the road class whose plow-dispatch rule applies (RegistryFile.road_classes).
+    road_class: Ident | None = None
 
 
 class Threshold(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -38,16 +42,94 @@ class Threshold(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name_ja: str = ""  # e.g. 避難判断水位
 
 
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+
+# Rate units detection can report in, with their length of time in seconds.  The series' own
+# length unit is converted for mm/cm/m (e.g. a displacement series in mm, rate in mm/day) and
+# deg -> arcsec for tilt (arc-seconds per day is how tilt-meter criteria are written).
+RATE_TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "day": 86400.0}
+
+
+class RateThreshold(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    level: Annotated[int, msgspec.Meta(ge=1, le=5)]
+    value: Positive  # in the rate's unit, magnitude in the dangerous direction
+    name: str
+    name_ja: str = ""
+
+
+class RateConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Rate of change over a robust (Theil-Sen) window, e.g. river rise in m/h, slope movement in
+    mm/day, tilt in arcsec/day.  Without thresholds the rate is still computed, shown on alerts and
+    stored (measurement `detections`)."""
+
+    unit: str  # e.g. "m/h", "mm/day", "arcsec/day": series length unit (or arcsec for deg) / time
+    window_s: Positive = 3600.0
+    min_duration_s: NonNegative = 0.0  # the rate must stay past a threshold this long to raise it
+    clear_margin: NonNegative = 0.0  # in the rate's unit
+    thresholds: list[RateThreshold] = []
+
+
+class ForecastConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Trend forecast of the time to the next level (Theil-Sen over `window_s`), announced only when
+    the trend is significant and the level is due within `horizon_s`."""
+
+    window_s: Positive = 3600.0
+    horizon_s: Positive = 6 * 3600.0
+
+
+class FailureForecastConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Inverse-velocity (Fukuzono) slope-failure forecast on a displacement or tilt series.  An
+    alert is raised at `level` when a forecast exists and failure is due within `alert_within_s`."""
+
+    level: Annotated[int, msgspec.Meta(ge=1, le=5)] = 4
+    name: str = "failure forecast"
+    name_ja: str = "崩壊予測"
+    alert_within_s: Positive = 24 * 3600.0
+    bin_s: Positive = 3600.0
+    fit_window_s: Positive = 24 * 3600.0
+    min_points: Annotated[int, msgspec.Meta(ge=3)] = 6
+    max_horizon_s: Positive = 7 * 86400.0
+
+
+class QualityChecks(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Data-quality checks of one series (cloud/detect/quality.py).  Samples failing them are
+    held back from disaster detection and raise maintenance alerts."""
+
+    window: Annotated[int, msgspec.Meta(ge=3, le=200)] = 15
+    k: Positive = 6.0
+    min_scale: NonNegative = 0.0  # sensor resolution / noise floor, in the series unit
+    max_rate_per_h: Positive | None = None  # a physically impossible change rate
+    shift_confirm_s: Positive = 1800.0
+    flatline_s: Positive | None = None  # None: no stuck-sensor check
+    flatline_epsilon: NonNegative = 0.0
+    flatline_min_samples: Annotated[int, msgspec.Meta(ge=2)] = 10
+
+
 class Channel(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """One measured kind of a sensor, with its range and thresholds."""
+    """One measured kind of a sensor, with its range, thresholds and detection settings."""
 
     unit: str
     range: tuple[float, float] | None = None
     direction: Literal["rising", "falling", "absolute"] = "rising"  # which way is dangerous
     # Clear a level only once the value is back by this much below its threshold (hysteresis),
-    # so a value hovering at a threshold does not flap.
-    clear_margin: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    # so a value hovering at a threshold does not flap; or once it has stayed below the
+    # threshold itself for clear_hold_s.
+    clear_margin: NonNegative = 0.0
+    clear_hold_s: Positive | None = None
+    # Enter a level only once the value has been at or past it this long (0: at once).  Spikes
+    # are the quality checks' job; this is against noise riding on a value near a threshold.
+    min_duration_s: NonNegative = 0.0
     thresholds: list[Threshold] = []
+    rate: RateConfig | None = None
+    forecast: ForecastConfig | None = None
+    failure_forecast: FailureForecastConfig | None = None
+    snowfall: bool = False  # compute JMA new snowfall (a snow_depth channel in cm)
+    quality: QualityChecks = QualityChecks()
+    # Maintenance alerts: no reading at all for stale_after_s (None: never), only quality-flagged
+    # readings for failing_after_s.
+    stale_after_s: Positive | None = 3600.0
+    failing_after_s: Positive = 600.0
 
 
 class Sensor(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -63,6 +145,26 @@ class Gateway(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     id: Ident
     tenant: Ident
     name: str = ""
+    # Offline (maintenance alert) when nothing arrived from it for this long; set it above the
+    # gateway's health_interval and batch interval.  None: only its Last Will counts.
+    offline_after_s: Positive | None = 600.0
+
+
+class RoadClass(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Plow dispatch rule: alert when new snowfall over `window_h` reaches `new_snow_cm`."""
+
+    new_snow_cm: Positive
+    window_h: Literal[1, 3, 6, 12, 24] = 24
+    name: str = "plow dispatch"
+    name_ja: str = "除雪出動"
+
+
+# Asahikawa's rule of thumb (DESIGN.md): about 10 cm of new snow on arterial roads, 15 cm on
+# residential ones.  A registry may override or add classes.
+DEFAULT_ROAD_CLASSES = {
+    "arterial": RoadClass(10.0, name="plow dispatch (arterial)", name_ja="除雪出動 (幹線道路)"),
+    "residential": RoadClass(15.0, name="plow dispatch (residential)", name_ja="除雪出動 (生活道路)"),
+}
 
 
 class RegistryFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -70,6 +172,7 @@ class RegistryFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     sites: list[Site]
     gateways: list[Gateway]
     sensors: list[Sensor]
+    road_classes: dict[str, RoadClass] = {}  # added to (and overriding) DEFAULT_ROAD_CLASSES
 
 
 class Registry:
@@ -81,6 +184,7 @@ class Registry:
         self.sites = {(s.tenant, s.id): s for s in data.sites}
         self.gateways = {(g.tenant, g.id): g for g in data.gateways}
         self.sensors = {(s.tenant, s.id): s for s in data.sensors}
+        self.road_classes = {**DEFAULT_ROAD_CLASSES, **data.road_classes}
 
     def sensor_for(self, tenant: str, gateway: str, sensor: str) -> Sensor | None:
         """The sensor if it is registered to exactly this tenant and gateway, else None."""
@@ -92,10 +196,20 @@ class Registry:
     def site_of(self, sensor: Sensor) -> Site:
         return self.sites[(sensor.tenant, sensor.site)]
 
+    def road_class(self, site: Site) -> RoadClass | None:
+        return self.road_classes.get(site.road_class) if site.road_class else None
+
 
 def load_registry(path: str | Path) -> Registry:
     data = configfile.load(path, RegistryFile)
     tenants = {t.id for t in data.tenants}
+    for i, t in enumerate(data.tenants):
+        try:
+            ZoneInfo(t.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                path, f"tenants[{i}] (id {t.id!r}): field 'timezone'", f"unknown time zone {t.timezone!r}"
+            ) from None
     seen: set[tuple[str, str]] = set()
 
     def check_tenant(where: str, tenant: str) -> None:
@@ -115,6 +229,14 @@ def load_registry(path: str | Path) -> Registry:
             if (item.tenant, item.id) in seen:
                 raise ConfigError(path, f"{where}: field 'id'", f"duplicate id in tenant {item.tenant!r}")
             seen.add((item.tenant, item.id))
+    road_classes = {**DEFAULT_ROAD_CLASSES, **data.road_classes}
+    for i, site in enumerate(data.sites):
+        if site.road_class is not None and site.road_class not in road_classes:
+            raise ConfigError(
+                path,
+                f"sites[{i}] (id {site.id!r}): field 'road_class'",
+                f"no road class {site.road_class!r} (known: {', '.join(sorted(road_classes))})",
+            )
     site_ids = {(s.tenant, s.id) for s in data.sites}
     gw_ids = {(g.tenant, g.id) for g in data.gateways}
     for i, s in enumerate(data.sensors):
@@ -140,4 +262,49 @@ def load_registry(path: str | Path) -> Registry:
                 )
             if ch.range is not None and ch.range[0] >= ch.range[1]:
                 raise ConfigError(path, f"{cw}: field 'range'", "min must be below max")
+            _check_detection(path, cw, ch)
     return Registry(data)
+
+
+def rate_factor(series_unit: str, rate_unit: str) -> float | None:
+    """Multiply a rate in series units per second by this to get `rate_unit`; None if the two do
+    not fit (e.g. a series in m and a rate in arcsec/day)."""
+    if "/" not in rate_unit:
+        return None
+    length, _, per = rate_unit.partition("/")
+    seconds = RATE_TIME_UNITS.get(per)
+    if seconds is None:
+        return None
+    lengths = {"mm": 1000.0, "cm": 100.0, "m": 1.0}
+    if series_unit in lengths and length in lengths:
+        return lengths[length] / lengths[series_unit] * seconds
+    angles = {"deg": 1.0, "arcsec": 3600.0, "mrad": 1000.0 * 3.141592653589793 / 180.0}
+    if series_unit in angles and length in angles:
+        return angles[length] / angles[series_unit] * seconds
+    if series_unit == length:
+        return seconds
+    return None
+
+
+def _check_detection(path: str | Path, cw: str, ch: Channel) -> None:
+    if ch.rate is not None:
+        if rate_factor(ch.unit, ch.rate.unit) is None:
+            raise ConfigError(
+                path,
+                f"{cw}: rate: field 'unit'",
+                f"{ch.rate.unit!r} is not a rate of {ch.unit!r} (e.g. {ch.unit}/h, {ch.unit}/day)",
+            )
+        levels = [t.level for t in ch.rate.thresholds]
+        values = [t.value for t in ch.rate.thresholds]
+        if levels != sorted(set(levels)) or values != sorted(values):
+            raise ConfigError(
+                path, f"{cw}: rate: field 'thresholds'", "levels must be unique and ascending, values too"
+            )
+    if ch.snowfall and ch.unit != "cm":
+        raise ConfigError(
+            path, f"{cw}: field 'snowfall'", f"new snowfall needs a depth in cm, not {ch.unit!r}"
+        )
+    if ch.failure_forecast is not None and ch.unit not in ("mm", "cm", "m", "deg", "arcsec", "mrad"):
+        raise ConfigError(
+            path, f"{cw}: field 'failure_forecast'", f"needs a displacement or tilt series, not {ch.unit!r}"
+        )

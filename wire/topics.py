@@ -3,7 +3,8 @@
     bosai/v1/{tenant}/{gateway}/telemetry   readings (QoS 1)
     bosai/v1/{tenant}/{gateway}/status      retained birth message, Last Will "offline"
     bosai/v1/{tenant}/{gateway}/health      gateway health (counters, outbox depth)
-    bosai/v1/{tenant}/alerts/{site}/{sensor}/{kind}   retained current alert state
+    bosai/v1/{tenant}/alerts/sites/{site}/{sensor}/{kind}/{condition}   retained alert state
+    bosai/v1/{tenant}/alerts/gateways/{gateway}/{condition}             retained alert state
 
 The version segment changes only when a message schema breaks compatibility, so a broker can
 route old and new gateways side by side during a rollout.
@@ -30,8 +31,12 @@ def health(tenant: str, gateway: str) -> str:
     return f"{PREFIX}/{tenant}/{gateway}/health"
 
 
-def alert(tenant: str, site: str, sensor: str, kind: str) -> str:
-    return f"{PREFIX}/{tenant}/alerts/{site}/{sensor}/{kind}"
+def alert(tenant: str, site: str, sensor: str, kind: str, condition: str) -> str:
+    return f"{PREFIX}/{tenant}/alerts/sites/{site}/{sensor}/{kind}/{condition}"
+
+
+def gateway_alert(tenant: str, gateway: str, condition: str) -> str:
+    return f"{PREFIX}/{tenant}/alerts/gateways/{gateway}/{condition}"
 
 
 # Subscriptions used by the cloud consumer.  `tenant` may be "+" for a consumer serving all
@@ -42,6 +47,10 @@ def telemetry_filter(tenant: str = "+") -> str:
 
 def status_filter(tenant: str = "+") -> str:
     return f"{PREFIX}/{tenant}/+/status"
+
+
+def health_filter(tenant: str = "+") -> str:
+    return f"{PREFIX}/{tenant}/+/health"
 
 
 def alerts_filter(tenant: str = "+") -> str:

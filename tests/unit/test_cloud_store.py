@@ -93,17 +93,22 @@ def test_quality_codes_are_fixed() -> None:
     }
 
 
-def alert(state: str = "raised", threshold: float | None = 60.0) -> Alert:
+def alert(event: str = "raised", threshold: float | None = 60.0) -> Alert:
     return Alert(
         v=1,
         id="ep-1",
         tenant="demo-city",
+        condition="level",
+        category="disaster",
         site=SITE.id,
         site_name=SITE.name,
         sensor=SENSOR.id,
+        gateway="gw01",
         kind="snow_depth",
-        state=state,  # type: ignore[arg-type]
+        event=event,  # type: ignore[arg-type]
+        status="resolved" if event == "resolved" else "active",
         level=1 if threshold else 0,
+        peak_level=1,
         level_name="heavy snow caution",
         level_name_ja="大雪注意",
         threshold=threshold,
@@ -124,14 +129,19 @@ def test_alert_line_schema() -> None:
         "site_name": SITE.name,
         "sensor": SENSOR.id,
         "kind": "snow_depth",
-        "state": "raised",
+        "gateway": "gw01",
+        "condition": "level",
+        "category": "disaster",
+        "event": "raised",
     }
     assert p.fields == {
         "level": 1,
+        "peak_level": 1,
         "value": 61.5,
         "threshold": 60.0,
         "reason": alert().reason,
         "id": "ep-1",
+        "status": "active",
     }
     assert "threshold" not in parse_line(points.alert_line(alert("resolved", None))).fields
 

@@ -1,0 +1,1 @@
+"""Alert episodes: lifecycle (manager), persistence (store), outputs (log, MQTT, database, notifiers)."""

@@ -142,7 +142,7 @@ def _run_pipeline(
     from cloud.consumer import Consumer
 
     consumer_cfg_path = _write_consumer_config(opts, broker_url, protocol, work)
-    consumer = Consumer(load_consumer_config(consumer_cfg_path), consumer_cfg_path)
+    consumer = Consumer(load_consumer_config(consumer_cfg_path), consumer_cfg_path, clock=clock)
     alerts: list[Alert] = []
 
     def on_alert(alert: Alert) -> None:
@@ -254,7 +254,8 @@ def _write_consumer_config(opts: DemoOptions, broker_url: str, protocol: str, wo
         },
         "registry": str(DEMO_REGISTRY),
         "store": store,
-        "alerts": {"log_path": str(work / "alerts.jsonl"), "state_path": str(work / "alerts.db")},
+        # No reminders: in compressed time they would repeat every few seconds.
+        "alerts": {"log_path": str(work / "alerts.jsonl"), "state_path": str(work / "alerts.db"), "disaster": {}},
         "quarantine_path": str(work / "quarantine.jsonl"),
     }
     if opts.influx_url:

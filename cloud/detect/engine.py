@@ -97,7 +97,7 @@ class Engine:
             return []
         st.offline, st.offline_since, st.will = True, t, True
         name, at = self._gw_name(tenant, gateway), self._clock(tenant, t)
-        reason = f"{name}: offline (its connection dropped, Last Will) at {at}"
+        reason = f"{name}: offline at {at} (status 'offline': its Last Will, or the agent stopped)"
         return [self._gateway_obs(tenant, gateway, 1, t, reason)]
 
     def tick(self, now: float) -> list[Observation]:

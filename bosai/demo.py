@@ -255,7 +255,11 @@ def _write_consumer_config(opts: DemoOptions, broker_url: str, protocol: str, wo
         "registry": str(DEMO_REGISTRY),
         "store": store,
         # No reminders: in compressed time they would repeat every few seconds.
-        "alerts": {"log_path": str(work / "alerts.jsonl"), "state_path": str(work / "alerts.db"), "disaster": {}},
+        "alerts": {
+            "log_path": str(work / "alerts.jsonl"),
+            "state_path": str(work / "alerts.db"),
+            "disaster": {},
+        },
         "quarantine_path": str(work / "quarantine.jsonl"),
     }
     if opts.influx_url:

@@ -76,12 +76,17 @@ class ConsumerStats:
     messages_rejected: int = 0
     security_events: int = 0  # readings of sensors not registered to the sending gateway
     rejected_by_gateway: dict[str, dict[str, int]] = field(default_factory=dict)  # "tenant/gateway"
+    notifications_sent: int = 0
+    notifications_pending: int = 0
+    notifications_failed: int = 0  # given up or dropped
 
     def summary(self) -> str:
         reasons = ",".join(f"{k}={v}" for k, v in sorted(self.rejected_by_reason.items())) or "none"
         return (
             f"messages={self.messages} accepted={self.readings_accepted} rejected={reasons} "
             f"written={self.lines_written} write_errors={self.write_errors} alerts={self.alerts} "
+            f"notified={self.notifications_sent} notify_pending={self.notifications_pending} "
+            f"notify_failed={self.notifications_failed} "
             f"lost={self.lost} duplicated={self.duplicated} reordered={self.reordered}"
         )
 
@@ -208,6 +213,7 @@ class Consumer:
         with self._lock:
             ing = self._ingestor
             lost, duplicated, reordered = ing.sequences.totals()
+            notify = self._dispatcher.stats()
             return ConsumerStats(
                 messages=ing.messages,
                 readings_accepted=ing.readings_accepted,
@@ -222,6 +228,9 @@ class Consumer:
                 messages_rejected=ing.messages_rejected,
                 security_events=ing.security_events,
                 rejected_by_gateway={k: dict(v) for k, v in ing.by_gateway.items()},
+                notifications_sent=sum(n.sent for n in notify.values()),
+                notifications_pending=sum(n.pending for n in notify.values()),
+                notifications_failed=sum(n.given_up + n.dropped for n in notify.values()),
             )
 
     # --- processing (worker thread; callable directly in tests) ---

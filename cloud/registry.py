@@ -120,6 +120,10 @@ class Channel(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Enter a level only once the value has been at or past it this long (0: at once).  Spikes
     # are the quality checks' job; this is against noise riding on a value near a threshold.
     min_duration_s: NonNegative = 0.0
+    # Compare the median of the samples of the last smooth_s with the thresholds instead of each
+    # sample (0: each sample).  For slow, noisy series (tilt creeping 0.005 deg/h under 0.002 deg
+    # of noise), where single samples reach a threshold long before the ground does.
+    smooth_s: NonNegative = 0.0
     thresholds: list[Threshold] = []
     rate: RateConfig | None = None
     forecast: ForecastConfig | None = None

@@ -75,7 +75,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     rp.add_argument("--sites", type=Path, required=True, metavar="SITES_FILE", help="registry YAML")
     rp.add_argument("readings", type=Path, metavar="READINGS.csv")
-    rp.add_argument("--maintenance", action="store_true", help="include maintenance alerts (default: disaster)")
+    rp.add_argument(
+        "--maintenance", action="store_true", help="include maintenance alerts (default: disaster)"
+    )
     rp.set_defaults(handler=_replay)
 
 
@@ -123,8 +125,8 @@ def _list(args: argparse.Namespace) -> int:
             status = ep.status + (f" by {a.acked_by}" if ep.status == "acknowledged" else "")
             status += f" (pending {ep.pending})" if ep.pending else ""
             status += " [silenced]" if ep.silenced else ""
-            print(f"{ep.id[:8]}  {a.raised_at.isoformat(timespec='minutes')}  {a.category:11}  {a.condition:16} "
-                  f"{level:24} {what:32} {status}")
+            raised = a.raised_at.isoformat(timespec="minutes")
+            print(f"{ep.id[:8]}  {raised}  {a.category:11}  {a.condition:16} {level:24} {what:32} {status}")
             print(f"          {a.reason}")
         return 0
 
@@ -170,7 +172,9 @@ def _silence(args: argparse.Namespace) -> int:
 def _windows(args: argparse.Namespace) -> int:
     def body() -> int:
         for w in _open_store(args).windows(time.time()):
-            target = w.site and f"site {w.site}" or w.sensor and f"sensor {w.sensor}" or f"gateway {w.gateway}"
+            target = (
+                (w.site and f"site {w.site}") or (w.sensor and f"sensor {w.sensor}") or f"gateway {w.gateway}"
+            )
             span = f"{datetime.fromtimestamp(w.start).astimezone().isoformat(timespec='minutes')} .. "
             span += datetime.fromtimestamp(w.end).astimezone().isoformat(timespec="minutes")
             print(f"{w.id:4}  {w.tenant}  {target:30} {span}  {w.reason} ({w.created_by})")

@@ -16,6 +16,8 @@ after live data): late data never moves the state backwards in time.
 from __future__ import annotations
 
 import math
+import statistics
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -143,6 +145,7 @@ class SeriesDetector:
         self.failure: FailureForecast | None = None
         self._failure_fitted_at: float | None = None
         self.last_value: float | None = None
+        self._recent: deque[tuple[float, float]] = deque()  # for smooth_s
 
     # --- keys ---
 
@@ -307,10 +310,20 @@ class SeriesDetector:
             per_s = -per_s
         return max(per_s * self.rate_factor, 0.0)
 
+    def _smoothed(self, t: float, value: float) -> float:
+        window = self.channel.smooth_s
+        if window <= 0:
+            return value
+        self._recent.append((t, value))
+        while self._recent and self._recent[0][0] <= t - window:
+            self._recent.popleft()
+        return statistics.median(v for _, v in self._recent)
+
     def _levels(self, out: list[Observation], t: float, value: float) -> None:
         tracker = self.levels
         assert tracker is not None
         previous = tracker.level
+        value = self._smoothed(t, value)
         new = tracker.update(t, value)
         forecast = self._next_level_forecast(t, value)
         if new == previous:

@@ -4,6 +4,7 @@ sensors, gateway offline, snow dispatch, rate levels."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def registry(tmp_path: Path, river: dict[str, object] | None = None, **extra: ob
 
 def feed(
     rp: Replayer,
-    values: list[float | None],
+    values: Sequence[float | None],
     sensor: str = "radar",
     kind: str = "river_level",
     step: timedelta = timedelta(minutes=10),

@@ -4,7 +4,8 @@ interval would report, computed directly from the virtual devices.
 Used by detection evaluation (`bosai evaluate`) and by tests that need hours of realistic data in
 milliseconds.  Values are `measured` (truth + seeded noise + value faults, as a depth for
 distance-to-depth points); a transport fault at the poll time gives no value, with the fault's
-name as the reason (what the edge would turn into a quality flag).  Encoding quantisation and link
+name as the reason (what the edge would turn into a quality flag), except a slow answer that
+still comes within `timeout_s` (the bus timeout), which is a value.  Encoding quantisation and link
 faults are not modelled: the served path covers those.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from edge.profiles import LENGTH_UNITS_PER_METRE, load_profiles
 from simulators.devices import VirtualDevice, build_devices
+from simulators.faults import Slow
 from simulators.scenario import Scenario
 
 DEFAULT_INTERVAL_S = 60.0
@@ -37,6 +39,7 @@ def scenario_samples(
     profiles_dir: Path,
     interval_s: float = DEFAULT_INTERVAL_S,
     devices: dict[str, VirtualDevice] | None = None,
+    timeout_s: float = 1.0,
 ) -> Iterator[Sample]:
     """Every device polled every `interval_s` from t = 0 to the end, in time order."""
     devs = devices if devices is not None else build_devices(scenario, load_profiles(profiles_dir))
@@ -45,6 +48,8 @@ def scenario_samples(
         t = k * interval_s
         for dev in devs.values():
             fault = dev.transport_fault(t)
+            if isinstance(fault, Slow) and fault.delay < timeout_s:
+                fault = None
             for feed in dev.spec.points:
                 point = dev.point(feed.kind)
                 if fault is not None:

@@ -351,7 +351,7 @@ STATED: dict[str, dict[tuple[str, str], list[tuple[float, str, float]]]] = {
         for dev in ("slope-incl-01", "slope-incl-02")
         for kind, events in (
             ("tilt_x", [(0.1, "up", 15.8), (0.5, "up", 51.8), (1.5, "up", 82.5)]),
-            ("tilt_y", [(0.1, "up", 40.9)]),
+            ("tilt_y", [(0.1, "up", 40.9), (0.5, "up", 84.45)]),
         )
     },
     "quiet-day": {},

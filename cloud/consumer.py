@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUED_MESSAGES = 50_000  # beyond this paho's thread waits: TCP backpressure to the broker
 STOP_TIMEOUT_S = 30.0
+NOTIFY_STOP_S = 5.0  # how long stop() lets the notifiers deliver what is pending
 TICK_S = 1.0  # silence checks, reminders and duty officers' actions are looked at this often
 DETECTIONS_EVERY_S = 60.0  # at most one `detections` point per series per minute of sample time
 
@@ -202,7 +203,9 @@ class Consumer:
         self._wait_publishes(deadline)
         self._client.disconnect()
         self._client.loop_stop()
-        self._dispatcher.close(max(1.0, deadline - time.monotonic()))
+        # A hanging webhook must not hold the shutdown: what is still undelivered after a few
+        # seconds is logged and counted as dropped (the episodes themselves are in the store).
+        self._dispatcher.close(min(NOTIFY_STOP_S, max(1.0, deadline - time.monotonic())))
         self._outputs.close()
         self._alert_store.close()
         self._quarantine.close()

@@ -35,9 +35,10 @@ import yaml
 
 from bosai.paths import DASHBOARDS_DIR, REPO_ROOT
 from cloud import lineproto, points
+from cloud.detect.series import Snapshot
 from cloud.registry import Registry, load_registry
 from tests.servers import InfluxDB1, series_rows
-from wire.alerts import Alert
+from wire.alerts import Alert, Forecast
 from wire.telemetry import Quality, Reading
 
 pytestmark = pytest.mark.integration
@@ -191,36 +192,77 @@ class Schema:
 
 
 def writer_schema() -> dict[str, Schema]:
-    """Measurements with their tag and field keys, read from lines cloud/points.py writes."""
+    """Measurements with their tag and field keys, read from lines cloud/points.py writes: a
+    reading with a value and a flagged one, a sensor alert and a gateway alert with every
+    optional field set, and a series' derived values (measurement `detections`)."""
     registry = load_registry(REGISTRY_PATH)
     sensor = next(s for s in registry.data.sensors if s.name and s.channels)  # sensor_name is set
     site = registry.site_of(sensor)
     kind, channel = next(iter(sensor.channels.items()))
     t = datetime(2025, 2, 1, 6, 0, tzinfo=UTC)
+    sensor_alert = Alert(
+        v=1,
+        id="sample",
+        tenant=sensor.tenant,
+        condition="level",
+        category="disaster",
+        event="raised",
+        status="active",
+        level=1,
+        ts=t,
+        raised_at=t,
+        reason="sample",
+        site=site.id,
+        site_name=site.name,
+        sensor=sensor.id,
+        kind=kind,
+        gateway=sensor.gateway,
+        level_name="sample",
+        level_name_ja="見本",
+        threshold=1.0,
+        value=1.0,
+        unit=channel.unit,
+        rate=0.1,
+        rate_unit=f"{channel.unit}/h",
+        forecast=Forecast("next_level", t, t, t, target_level=2, target_value=2.0),
+        peak_level=1,
+    )
+    gateway_alert = Alert(
+        v=1,
+        id="sample-gw",
+        tenant=sensor.tenant,
+        condition="gateway_offline",
+        category="maintenance",
+        event="raised",
+        status="active",
+        level=1,
+        ts=t,
+        raised_at=t,
+        reason="sample",
+        gateway=sensor.gateway,
+    )
+    snapshot = Snapshot(
+        t=t.timestamp(),
+        rate=0.1,
+        rate_unit=f"{channel.unit}/h",
+        next_level=2,
+        next_level_eta=t.timestamp(),
+        next_level_earliest=t.timestamp(),
+        next_level_latest=t.timestamp(),
+        new_snow={h: 1.0 for h in (1, 3, 6, 12, 24)},
+        failure_time=t.timestamp(),
+        failure_earliest=t.timestamp(),
+        failure_latest=t.timestamp(),
+        velocity_per_day=1.0,
+    )
+    detection = points.detection_line(snapshot, sensor, site, kind)
+    assert detection is not None
     lines = [
         points.reading_line(Reading(sensor.id, kind, t, 1.0, channel.unit), sensor, site),
         points.reading_line(Reading(sensor.id, kind, t, None, channel.unit, Quality.TIMEOUT), sensor, site),
-        points.alert_line(
-            Alert(
-                v=1,
-                id="sample",
-                tenant=sensor.tenant,
-                site=site.id,
-                site_name=site.name,
-                sensor=sensor.id,
-                kind=kind,
-                state="raised",
-                level=1,
-                level_name="sample",
-                level_name_ja="見本",
-                threshold=1.0,
-                value=1.0,
-                unit=channel.unit,
-                ts=t,
-                raised_at=t,
-                reason="sample",
-            )
-        ),
+        points.alert_line(sensor_alert),
+        points.alert_line(gateway_alert),
+        detection,
     ]
     tags: dict[str, set[str]] = {}
     fields: dict[str, set[str]] = {}
@@ -561,12 +603,13 @@ def test_overview_snow_and_slope_panels_show_the_storm(loaded: Loaded) -> None:
     assert max(values_of([r for r in tilt if r["kind"] == "tilt_x"], "mean")) > 1.5  # 崩壊警戒
 
 
-def test_overview_alerts_table_lists_every_state_change(loaded: Loaded) -> None:
+def test_overview_alerts_table_lists_every_alert_event(loaded: Loaded) -> None:
     rows = run(loaded, panel(OVERVIEW_UID, "Alerts").text, select_all(loaded, DASHBOARDS[OVERVIEW_UID]))
-    written = [p for p in loaded.lines if p.measurement == points.ALERTS]
+    # Every event of every site's alerts; a gateway's alerts (gateway_offline) have no site.
+    written = [p for p in loaded.lines if p.measurement == points.ALERTS and "site_name" in p.tags]
     assert len(rows) == len(written) > 0
     assert ("river-radar-01", "river_level", "escalated", 4) in {
-        (r["sensor"], r["kind"], r["state"], r["level"]) for r in rows
+        (r["sensor"], r["kind"], r.get("event"), r["level"]) for r in rows
     }
     assert all(r["reason"] and r["site_name"] for r in rows)
 

@@ -36,8 +36,9 @@ def _check_accounting(summary: dict[str, Any]) -> None:
     assert edge["outbox_depth"] == 0
     assert cloud["readings_rejected"] == 0 and cloud["lost"] == 0
     assert store["distinct_points"] == edge["readings"]
-    states = [(a["sensor"], a["state"], a["level"]) for a in summary["alerts"]]
-    assert ("river-radar-01", "escalated", 4) in states  # the flood reaches 氾濫危険水位
+    events = [(a["sensor"], a["condition"], a["category"], a["event"], a["level"]) for a in summary["alerts"]]
+    # the flood reaches 氾濫危険水位
+    assert ("river-radar-01", "level", "disaster", "escalated", 4) in events
 
 
 def test_demo_on_embedded_defaults(tmp_path: Path) -> None:

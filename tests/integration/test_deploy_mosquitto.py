@@ -139,8 +139,12 @@ def test_gateway_writes_only_its_own_topics(broker: Any) -> None:
     gw2, rc = _client(server, "gw02", users["gw02"])
     assert not rc.is_failure
     assert not _publish(gw2, other).is_failure
-    alert_topic = topics.alert("demo-city", "site-1", "sensor-1", "river_level")
-    assert not _publish(cloud, alert_topic).is_failure
+    # The cloud publishes alert state (sensor and gateway alerts); no gateway may read it.
+    for alert_topic in (
+        topics.alert("demo-city", "site-1", "sensor-1", "river_level", "level"),
+        topics.gateway_alert("demo-city", "gw02", "gateway_offline"),
+    ):
+        assert not _publish(cloud, alert_topic).is_failure
     gw2.loop_stop()
 
     _publish(gw, own)  # a marker: once it is delivered, everything before it has been routed

@@ -20,7 +20,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,9 +34,10 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from cloud.notify import Dispatcher, NotifierConfig, build_notifiers
 from cloud.notify import text as notify_text
 from cloud.notify.smtp import thread_root_id
+from tests.alert_samples import T0, river_alert
 from tests.servers import TlsFiles, free_port, make_tls_files
 from wire import configfile
-from wire.alerts import Alert, Forecast, alert_decoder
+from wire.alerts import Alert, alert_decoder
 
 pytestmark = [
     pytest.mark.integration,
@@ -45,48 +46,17 @@ pytestmark = [
 ]
 
 TIMEOUT = 20.0  # generous: every wait below normally ends in well under a second
-T0 = datetime(2025, 7, 1, 4, 2, 5, tzinfo=UTC)
 SECRET = "B0SAIt0ken42"  # the secret part of the Slack-style URL; must never reach a log
 
 
 def make_alert(**changes: Any) -> Alert:
-    alert = Alert(
-        v=1,
-        id="demo-city.river-radar-01.river_level.level.1",
-        tenant="demo-city",
-        condition="level",
-        category="disaster",
-        event="raised",
-        status="active",
-        level=3,
-        ts=T0,
-        raised_at=T0,
-        reason="river_level 3.02 m reached 避難判断水位 / evacuation judgement (3.00 m)",
-        site="ishikari-asahibashi",
-        site_name="石狩川 旭橋",
-        sensor="river-radar-01",
-        kind="river_level",
-        gateway="gw01",
-        level_name="evacuation judgement",
-        level_name_ja="避難判断水位",
-        threshold=3.0,
-        value=3.02,
-        unit="m",
-        rate=0.12,
-        rate_unit="m/h",
-        forecast=Forecast(
-            kind="next_level",
-            eta=T0 + timedelta(minutes=63),
-            earliest=T0 + timedelta(minutes=48),
-            latest=T0 + timedelta(minutes=88),
-            target_level=4,
-            target_value=3.8,
-        ),
-        previous_level=2,
-        peak_level=3,
-        links=["https://grafana.example.jp/d/river"],
+    return river_alert(
+        **{
+            "id": "demo-city.river-radar-01.river_level.level.1",
+            "links": ["https://grafana.example.jp/d/river"],
+            **changes,
+        }
     )
-    return msgspec.structs.replace(alert, **changes)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:

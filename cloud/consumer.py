@@ -165,6 +165,8 @@ class Consumer:
         self._stopping = False
         self._stopped = False
         self._publishes: deque[mqtt.MQTTMessageInfo] = deque()
+        self._republish: dict[str, bytes] = {}  # alert topic -> latest payload not handed to the broker
+        self._republish_lock = threading.Lock()
         self._logged_errors: set[str] = set()
 
     # --- lifecycle ---
@@ -361,10 +363,25 @@ class Consumer:
     # --- alerts out ---
 
     def _publish_alert(self, topic: str, payload: bytes) -> None:
+        """Retained, QoS 1.  While the broker is away the latest event per topic is kept and
+        published again on reconnect, so the retained state catches up (a subscriber may see an
+        event twice, as QoS 1 allows)."""
         info = self._client.publish(topic, payload, qos=1, retain=True)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            with self._republish_lock:
+                self._republish[topic] = payload
+            return
         self._publishes.append(info)
-        while self._publishes and self._publishes[0].is_published():
+        while self._publishes and _settled(self._publishes[0]):
             self._publishes.popleft()
+
+    def _republish_alerts(self, client: mqtt.Client) -> None:
+        with self._republish_lock:
+            pending, self._republish = self._republish, {}
+        for topic, payload in pending.items():
+            client.publish(topic, payload, qos=1, retain=True)
+        if pending:
+            log.info("published %d alert states held while the broker was away", len(pending))
 
     def _wait_publishes(self, deadline: float) -> None:
         for info in self._publishes:
@@ -375,7 +392,7 @@ class Consumer:
                 info.wait_for_publish(left)
             except (RuntimeError, ValueError):  # not connected / queue full: nothing more to wait for
                 break
-        pending = sum(1 for i in self._publishes if not i.is_published())
+        pending = sum(1 for i in self._publishes if not _settled(i)) + len(self._republish)
         if pending:
             log.warning("%d alert publishes not confirmed by the broker at stop", pending)
 
@@ -392,6 +409,7 @@ class Consumer:
         self._connected = True
         log.info("connected to %s (session present: %s)", self.config.mqtt.url, flags.session_present)
         client.subscribe([(f, 1) for f in self.subscriptions])
+        self._republish_alerts(client)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
         if any(c.is_failure for c in codes):
@@ -414,6 +432,14 @@ class Consumer:
         except UnicodeDecodeError:  # brokers enforce UTF-8 topics; quarantine it if one does not
             topic = repr(msg._topic)
         self._queue.put(_Message(topic, bytes(msg.payload), self.clock.now(), msg.mid, msg.qos))
+
+
+def _settled(info: mqtt.MQTTMessageInfo) -> bool:
+    """Acknowledged by the broker, or failed for good (paho raises for those)."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return True
 
 
 def alert_manager(config: AlertsConfig, store: AlertStore, outputs: AlertOutputs) -> AlertManager:

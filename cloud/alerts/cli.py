@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ls.add_argument("--limit", type=int, default=200, metavar="N", help="at most N alerts (default: 200)")
     ls.set_defaults(handler=_list)
 
-    for name, verb in (("ack", "acknowledge"), ("resolve", "resolve by hand")):
-        c = cmds.add_parser(name, help=f"{verb} an alert", description=f"{verb.capitalize()} an alert.")
+    for name, what in (("ack", "acknowledge an alert"), ("resolve", "resolve an alert by hand")):
+        c = cmds.add_parser(name, help=what, description=f"{what.capitalize()}.")
         c.add_argument("id", metavar="ID", help="alert id (or a unique prefix of at least 4 characters)")
         c.add_argument("--by", default=getpass.getuser(), metavar="NAME", help="who (default: your login)")
         c.set_defaults(handler=_action, action=name)

@@ -129,3 +129,23 @@ def test_worker_thread_processes_queued_messages(tmp_path: Path) -> None:
     finally:
         c.stop()
     assert not (tmp_path / "store").exists()
+
+
+def test_alert_states_are_held_while_the_broker_is_away_and_published_on_reconnect(tmp_path: Path) -> None:
+    c = make_consumer(tmp_path, alerts={"log_path": "alerts.jsonl", "publish": True})
+    c.process_message(TOPIC, msg(1, 2.5))  # never connected: paho cannot take the publish
+    c.process_message(TOPIC, msg(2, 2.7, t0=NOW - 60))
+    assert c.stats.alerts == 2 and c.stats.rejected_by_reason == {}
+    [(topic, payload)] = c._republish.items()  # the latest state of the one episode topic
+    assert topic.endswith("/alerts/sites/ishikari-asahibashi/river-radar-01/river_level/level")
+    assert alert_decoder.decode(payload).event == "escalated"
+
+    sent: list[tuple[str, bytes, int, bool]] = []
+
+    class Client:
+        def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+            sent.append((topic, payload, qos, retain))
+
+    c._republish_alerts(Client())  # type: ignore[arg-type]
+    assert sent == [(topic, payload, 1, True)] and c._republish == {}
+    c.stop()

@@ -39,6 +39,7 @@ from cloud.alerts.outputs import AlertOutputs
 from cloud.alerts.store import AlertStore
 from cloud.config import AlertsConfig, ConsumerConfig, EscalationConfig, Store, resolve
 from cloud.detect.engine import Engine
+from cloud.detect.journal import Journal, journalled, keep_s
 from cloud.detect.observation import Observation
 from cloud.ingest import INTERNAL, Ingestor, IngestResult
 from cloud.notify import build_notifiers
@@ -51,7 +52,7 @@ from wire import topics
 from wire.alerts import Alert
 from wire.clock import Clock, RealClock
 from wire.status import health_decoder, status_decoder
-from wire.telemetry import RejectReason
+from wire.telemetry import Quality, RejectReason
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,16 @@ class Consumer:
         )
         self._alert_store = AlertStore(resolve(config_path, alerts.state_path))
         self._alerts = alert_manager(alerts, self._alert_store, self._outputs)
+        # Long-history detectors (new snowfall, failure forecast) resume from their journal;
+        # then the alert store says which conditions are active.
+        keep = max(
+            (keep_s(ch) for s in self.registry.data.sensors for ch in s.channels.values()), default=0.0
+        )
+        self._journal = Journal(resolve(config_path, alerts.state_path), keep) if keep > 0 else None
+        if self._journal is not None:
+            used = self._engine.warm_up(self._journal.samples(self.clock.now() - keep))
+            if used:
+                log.info("detection warmed up on %d journalled samples", used)
         self._engine.restore(self._alerts.active_levels())
         self._last_detection: dict[tuple[str, str, str], float] = {}
         self._last_tick = 0.0
@@ -210,6 +221,9 @@ class Consumer:
         self._dispatcher.close(min(NOTIFY_STOP_S, max(1.0, deadline - time.monotonic())))
         self._outputs.close()
         self._alert_store.close()
+        if self._journal is not None:
+            self._journal.flush(self.clock.now())
+            self._journal.close()
         self._quarantine.close()
         log.info("consumer stopped: %s", self.stats.summary())
 
@@ -261,6 +275,14 @@ class Consumer:
         lines: list[str] = []
         for a in result.accepted:
             self._observe(self._engine.reading(a.reading, a.sensor, a.site, a.channel), received)
+            r = a.reading
+            if (
+                self._journal is not None
+                and r.q is Quality.OK
+                and r.value is not None
+                and journalled(a.channel)
+            ):
+                self._journal.add(a.sensor.tenant, a.sensor.id, r.kind, r.ts.timestamp(), r.value)
             t = a.reading.ts.timestamp()
             key = (a.sensor.tenant, a.sensor.id, a.reading.kind)
             if t - self._last_detection.get(key, -1e18) >= DETECTIONS_EVERY_S:
@@ -315,6 +337,8 @@ class Consumer:
             try:
                 self._observe(self._engine.tick(now), now)
                 self._alerts.tick(now)
+                if self._journal is not None:
+                    self._journal.flush(now)
             except Exception:
                 if "tick" not in self._logged_errors:
                     self._logged_errors.add("tick")

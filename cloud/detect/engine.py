@@ -22,7 +22,7 @@ from cloud.detect.series import SeriesDetector, Snapshot
 from cloud.detect.texts import clock, span
 from cloud.registry import Channel, Registry, Sensor, Site
 from wire import alerts as wa
-from wire.telemetry import Reading
+from wire.telemetry import Quality, Reading
 
 SeriesKey = tuple[str, str, str]  # tenant, sensor, kind
 
@@ -119,6 +119,22 @@ class Engine:
             state = self.gateways.get((det.sensor.tenant, det.sensor.gateway))
             out.extend(det.tick(now, gateway_offline=state is not None and state.offline))
         return out
+
+    def warm_up(self, samples: Iterable[tuple[str, str, str, float, float]]) -> int:
+        """Feed journalled clean samples (tenant, sensor, kind, t, value; per series in time
+        order) to the detectors silently, then forget the levels they reached: call restore()
+        next.  Returns the number of samples used."""
+        used = 0
+        for tenant, sensor_id, kind, t, value in samples:
+            sensor = self.registry.sensors.get((tenant, sensor_id))
+            channel = sensor.channels.get(kind) if sensor is not None else None
+            if sensor is None or channel is None:
+                continue
+            self.detector(sensor, self.registry.site_of(sensor), kind, channel).reading(t, Quality.OK, value)
+            used += 1
+        for det in self.series.values():
+            det.forget_levels()
+        return used
 
     def restore(self, active: Iterable[tuple[AlertKey, int]]) -> None:
         """Resume the levels of alerts the store says are active (after a restart)."""

@@ -87,6 +87,12 @@ class LevelTracker:
             self._short_since = None
         return self.level
 
+    def reset(self, level: int = 0) -> None:
+        """Forget the history: at `level`, as if it had just been entered."""
+        self.level = level
+        self._reached_since.clear()
+        self._short_since = None
+
     def threshold_of(self, level: int) -> float | None:
         return next((v for lvl, v in self.thresholds if lvl == level), None)
 

@@ -165,6 +165,18 @@ class SeriesDetector:
             **details,  # type: ignore[arg-type]
         )
 
+    def forget_levels(self) -> None:
+        """After a silent warm-up on journalled history: every condition back to 0 (the alert
+        store, restored next, is the authority on what is active) and no judgement of silence
+        from samples taken before the restart."""
+        for tracker in (self.levels, self.rate_levels, self.snow_levels, self.failure_levels):
+            if tracker is not None:
+                tracker.reset()
+        self.maint.clear()
+        self.first_bad = None
+        self.last_reading = None
+        self.last_suspect = None
+
     def restore(self, condition: str, level: int) -> None:
         """Resume at a level the alert store says is active (after a restart), so the next
         reading clears or keeps it instead of raising it again."""
@@ -175,7 +187,7 @@ class SeriesDetector:
             wa.FAILURE_FORECAST: self.failure_levels,
         }.get(condition)
         if tracker is not None:
-            tracker.level = level
+            tracker.reset(level)
         elif condition in wa.MAINTENANCE_CONDITIONS:
             self.maint[condition] = level
             if condition == wa.SUSPECT_DATA:

@@ -228,10 +228,13 @@ def forecast_crossing(window: RateWindow, now: float, target: float, horizon_s: 
     AND heads towards the target (target above the fitted value now: rate.low > 0; below: rate.high < 0)
     AND eta - now <= horizon_s.  If the target is already reached by the fitted value, None.
 
-    The band is wider than the slope's confidence interval alone, which only says how well a
-    straight line fits the window, not whether the series is straight: a flood wave steepens and
-    then flattens.  It also spans the crossing time of the window's newer half (the recent
-    trend), and is at least one sample spacing and 5 % of the lead time either side."""
+    The central estimate follows the robust trend of the window's newer half (a flood wave
+    steepens, then flattens: the recent trend says more about the next hour than the whole
+    window's).  The band spans the crossing times of the 95 % slope intervals of both the whole
+    window and its newer half, and is at least one sample spacing and 5 % of the lead time either
+    side.  It is a guide, not a calibrated 95 % interval: on the shipped scenarios it held the true
+    crossing time in about half of the forecasts (BENCHMARKS.md), because a straight line on a
+    curving series is biased, not just uncertain."""
     rate = window.rate()
     value_now = window.fitted(now)
     if rate is None or value_now is None:

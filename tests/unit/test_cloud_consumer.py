@@ -149,3 +149,46 @@ def test_alert_states_are_held_while_the_broker_is_away_and_published_on_reconne
     c._republish_alerts(Client())  # type: ignore[arg-type]
     assert sent == [(topic, payload, 1, True)] and c._republish == {}
     c.stop()
+
+
+def snow_msg(seq: int, start: float, hours: float, step: float = 600.0) -> bytes:
+    """snow-laser-01 gaining 1 cm of depth an hour from 30 cm, from `start` for `hours`."""
+    n = round(hours * 3600 / step)
+    readings = [
+        {
+            "sensor": "snow-laser-01",
+            "kind": "snow_depth",
+            "ts": iso(start + step * i),
+            "value": 30.0 + (start + step * i - T_SNOW) / 3600.0,
+            "unit": "cm",
+        }
+        for i in range(n)
+    ]
+    return json.dumps(
+        {"v": 1, "tenant": "demo-city", "gateway": "gw01", "seq": seq, "sent": iso(NOW), "readings": readings}
+    ).encode()
+
+
+T_SNOW = (NOW - 13 * 3600) // 3600 * 3600  # on an hour boundary, 12-13 h ago
+
+
+def test_new_snowfall_count_survives_a_restart(tmp_path: Path) -> None:
+    """8 h of 1 cm/h before the restart and 4 h after: the arterial plow level (10 cm of new snow)
+    is reached after it, because the journal carried the first 8 h over."""
+    c = make_consumer(tmp_path)
+    c.process_message(TOPIC, snow_msg(1, T_SNOW, 8))
+    c.tick()  # the journal is written once a tick
+    c.stop()
+    again = make_consumer(tmp_path)
+    seen: list[Alert] = []
+    again.on_alert.append(seen.append)
+    again.process_message(TOPIC, snow_msg(2, T_SNOW + 8 * 3600, 4))
+    dispatch = [a for a in seen if a.condition == "snow_dispatch"]
+    assert [(a.event, a.level_name_ja) for a in dispatch] == [("raised", "除雪出動 (幹線道路)")]
+    assert dispatch[0].value is not None and dispatch[0].value >= 10.0
+    again.stop()
+    # without the journal's history, 4 h of snow are 4 cm: nothing to dispatch
+    fresh = make_consumer(tmp_path / "fresh")
+    fresh.process_message(TOPIC, snow_msg(1, T_SNOW + 8 * 3600, 4))
+    assert fresh.stats.alerts == 0
+    fresh.stop()

@@ -28,7 +28,7 @@ from cloud.quarantine import Quarantine
 from cloud.registry import Channel, Registry, Sensor, Site
 from cloud.sequence import SequenceTracker
 from wire import topics
-from wire.telemetry import DecodeError, Quality, Reading, RejectReason, decode_telemetry, encode
+from wire.telemetry import DecodeError, Reading, RejectReason, decode_telemetry, encode
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +158,10 @@ class Ingestor:
                 RejectReason.SCHEMA,
                 f"{r.sensor}.{r.kind}: unit {r.unit!r}, registry says {channel.unit!r}",
             )
-        if r.q is Quality.OK and r.value is not None and channel.range is not None:
+        if channel.out_of_range(r):
+            assert channel.range is not None
             lo, hi = channel.range
-            if not lo <= r.value <= hi:
-                return RejectReason.OUT_OF_RANGE, f"{r.sensor}.{r.kind}: {r.value} outside [{lo}, {hi}]"
+            return RejectReason.OUT_OF_RANGE, f"{r.sensor}.{r.kind}: {r.value} outside [{lo}, {hi}]"
         return Accepted(r, sensor, self.registry.site_of(sensor), channel)
 
     def _count(self, gw_key: str, reason: str) -> None:

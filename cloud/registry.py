@@ -16,6 +16,7 @@ import msgspec
 from wire import configfile
 from wire.configfile import ConfigError
 from wire.ids import Ident
+from wire.telemetry import Quality, Reading
 
 
 class Tenant(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -134,6 +135,13 @@ class Channel(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # readings for failing_after_s.
     stale_after_s: Positive | None = 3600.0
     failing_after_s: Positive = 600.0
+
+    def out_of_range(self, reading: Reading) -> bool:
+        """An ok value outside the physical range (what ingest rejects and detection hears of)."""
+        if reading.q is not Quality.OK or reading.value is None or self.range is None:
+            return False
+        lo, hi = self.range
+        return not lo <= reading.value <= hi
 
 
 class Sensor(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

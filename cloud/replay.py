@@ -67,13 +67,11 @@ class Replayer:
         self.advance(t)
         channel = sensor.channels[reading.kind]
         site = self.registry.site_of(sensor)
-        if channel.range is not None and reading.value is not None and reading.q is Quality.OK:
-            lo, hi = channel.range
-            if not lo <= reading.value <= hi:  # what ingest rejects; detection hears of it
-                for obs in self.engine.out_of_range(reading, sensor, site, channel):
-                    self.manager.observe(obs, t)
-                return self.alerts[start:]
-        for obs in self.engine.reading(reading, sensor, site, channel):
+        if channel.out_of_range(reading):  # what ingest rejects; detection hears of it
+            observations = self.engine.out_of_range(reading, sensor, site, channel)
+        else:
+            observations = self.engine.reading(reading, sensor, site, channel)
+        for obs in observations:
             self.manager.observe(obs, t)
         return self.alerts[start:]
 

@@ -40,7 +40,6 @@ class Engine:
         self.registry = registry
         self.series: dict[SeriesKey, SeriesDetector] = {}
         self.gateways: dict[tuple[str, str], GatewayState] = {}
-        self.evaluated = 0
         self._tz = {t.id: ZoneInfo(t.timezone) for t in registry.data.tenants}
 
     def detector(self, sensor: Sensor, site: Site, kind: str, channel: Channel) -> SeriesDetector:
@@ -56,7 +55,6 @@ class Engine:
     # --- input ---
 
     def reading(self, reading: Reading, sensor: Sensor, site: Site, channel: Channel) -> list[Observation]:
-        self.evaluated += 1
         det = self.detector(sensor, site, reading.kind, channel)
         return det.reading(reading.ts.timestamp(), reading.q, reading.value)
 

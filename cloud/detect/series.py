@@ -29,7 +29,7 @@ from cloud.detect.quality import QualityConfig, SeriesQuality, Verdict
 from cloud.detect.snow import NewSnowfall
 from cloud.detect.texts import clock, fmt, forecast_text, label, span
 from cloud.detect.trend import Crossing, RateWindow, forecast_crossing
-from cloud.registry import Channel, RoadClass, Sensor, Site, rate_factor
+from cloud.registry import Channel, RoadClass, Sensor, Site, Threshold, rate_factor
 from wire import alerts as wa
 from wire.alerts import Forecast
 from wire.telemetry import Quality
@@ -144,7 +144,6 @@ class SeriesDetector:
         self.crossing_level: int | None = None
         self.failure: FailureForecast | None = None
         self._failure_fitted_at: float | None = None
-        self.last_value: float | None = None
         self._recent: deque[tuple[float, float]] = deque()  # for smooth_s
 
     # --- keys ---
@@ -258,7 +257,6 @@ class SeriesDetector:
             return out
         self._set(out, wa.FLATLINE, 0, t, lambda: f"{self._name()}: moving again ({fmt(value)})", value=value)
         self._clear_suspect(out, t)
-        self.last_value = value
         self._detect(out, t, value)
         return out
 
@@ -411,12 +409,8 @@ class SeriesDetector:
             parts.append(forecast_text(fc, self.tz, label(th.name, th.name_ja), _ts(t)))
         return "; " + "; ".join(parts) if parts else ""
 
-    def _threshold(self, level: int) -> _Th:
-        if self.levels is not None:
-            for th in self.channel.thresholds:
-                if th.level == level:
-                    return _Th(th.name, th.name_ja, th.value)
-        raise KeyError(level)
+    def _threshold(self, level: int) -> Threshold:
+        return next(th for th in self.channel.thresholds if th.level == level)
 
     def _refresh(
         self, out: list[Observation], condition: str, level: int, t: float, value: float, fc: Forecast | None
@@ -614,10 +608,3 @@ class SeriesDetector:
             failure_latest=f.latest if f else None,
             velocity_per_day=f.velocity_per_day if f else None,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _Th:
-    name: str
-    name_ja: str
-    value: float

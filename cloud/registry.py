@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from wire import configfile
+from wire import configfile, units
 from wire.configfile import ConfigError
 from wire.ids import Ident
 from wire.telemetry import Quality, Reading
@@ -285,17 +285,8 @@ def rate_factor(series_unit: str, rate_unit: str) -> float | None:
         return None
     length, _, per = rate_unit.partition("/")
     seconds = RATE_TIME_UNITS.get(per)
-    if seconds is None:
-        return None
-    lengths = {"mm": 1000.0, "cm": 100.0, "m": 1.0}
-    if series_unit in lengths and length in lengths:
-        return lengths[length] / lengths[series_unit] * seconds
-    angles = {"deg": 1.0, "arcsec": 3600.0, "mrad": 1000.0 * 3.141592653589793 / 180.0}
-    if series_unit in angles and length in angles:
-        return angles[length] / angles[series_unit] * seconds
-    if series_unit == length:
-        return seconds
-    return None
+    factor = units.conversion(series_unit, length)
+    return None if seconds is None or factor is None else factor * seconds
 
 
 def _check_detection(path: str | Path, cw: str, ch: Channel) -> None:
@@ -316,7 +307,7 @@ def _check_detection(path: str | Path, cw: str, ch: Channel) -> None:
         raise ConfigError(
             path, f"{cw}: field 'snowfall'", f"new snowfall needs a depth in cm, not {ch.unit!r}"
         )
-    if ch.failure_forecast is not None and ch.unit not in ("mm", "cm", "m", "deg", "arcsec", "mrad"):
+    if ch.failure_forecast is not None and not any(ch.unit in g for g in units.UNIT_GROUPS):
         raise ConfigError(
             path, f"{cw}: field 'failure_forecast'", f"needs a displacement or tilt series, not {ch.unit!r}"
         )

@@ -17,8 +17,9 @@ from typing import Literal
 from pymodbus.client.mixin import ModbusClientMixin
 
 from edge.config import SensorConfig
-from edge.profiles import LENGTH_UNITS_PER_METRE, REGISTER_COUNT, AsciiFormat, AsciiPoint, ModbusPoint
+from edge.profiles import REGISTER_COUNT, AsciiFormat, AsciiPoint, ModbusPoint
 from wire.telemetry import Quality, Reading, make_reading
+from wire.units import LENGTH_UNITS_PER_METRE
 
 # (value, quality): value is None unless quality is OK.
 Sample = tuple[float | None, Quality]

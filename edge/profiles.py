@@ -26,6 +26,7 @@ from wire import configfile
 from wire.configfile import ConfigError
 from wire.ids import Ident
 from wire.telemetry import Kind, Unit
+from wire.units import LENGTH_UNITS_PER_METRE
 
 DataType = Literal["int16", "uint16", "int32", "uint32", "float32"]
 WordOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
@@ -52,9 +53,6 @@ class ModbusPoint(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # The mounting height is per installation, so it comes from the gateway config (in metres,
     # converted to this point's unit, which must then be m, cm or mm).
     distance_to_depth: bool = False
-
-
-LENGTH_UNITS_PER_METRE: dict[str, float] = {"m": 1.0, "cm": 100.0, "mm": 1000.0}
 
 
 class AsciiPoint(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

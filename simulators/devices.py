@@ -15,7 +15,7 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.profiles import LENGTH_UNITS_PER_METRE, AsciiFormat, AsciiPoint, ModbusPoint, Profile
+from edge.profiles import AsciiFormat, AsciiPoint, ModbusPoint, Profile
 from simulators.encoding import ascii_number
 from simulators.faults import (
     Drift,
@@ -28,13 +28,10 @@ from simulators.faults import (
     ValueFault,
 )
 from simulators.scenario import DeviceSpec, Scenario
+from wire import units
 from wire.configfile import ConfigError
+from wire.units import LENGTH_UNITS_PER_METRE
 
-# Units a signal may be given in for a point in another unit of the same quantity: per base unit.
-UNIT_GROUPS: tuple[dict[str, float], ...] = (
-    LENGTH_UNITS_PER_METRE,
-    {"deg": 1.0, "arcsec": 3600.0, "mrad": 1000.0 * 3.141592653589793 / 180.0},
-)
 LINE_NOISE = "#?~*%&@!\x00\x7f"  # what a ground loop or a loose RS-232 pin puts in a line
 
 # How many evenly spaced scenario times each ASCII template is rendered at, at load, to check
@@ -251,14 +248,12 @@ def _bind_points(dev: VirtualDevice, where: str) -> None:
 def _conversion(dev: VirtualDevice, signal: str, unit: str, where: str) -> float:
     """Factor from a signal's unit to a point's, if they measure the same quantity."""
     given = _signal_unit(dev.scenario, signal)
-    if given == unit:
-        return 1.0
-    group = next((g for g in UNIT_GROUPS if given in g and unit in g), None)
-    if group is None:
+    factor = units.conversion(given, unit)
+    if factor is None:
         raise ConfigError(
             dev.scenario.path, where, f"signal {signal!r} is in {given!r} but the point is in {unit!r}"
         )
-    return group[unit] / group[given]
+    return factor
 
 
 def _bind_faults(dev: VirtualDevice) -> None:

@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.profiles import LENGTH_UNITS_PER_METRE, load_profiles
+from edge.profiles import load_profiles
 from simulators.devices import VirtualDevice, build_devices
 from simulators.faults import Slow
 from simulators.scenario import Scenario
+from wire.units import LENGTH_UNITS_PER_METRE
 
 DEFAULT_INTERVAL_S = 60.0
 

@@ -30,9 +30,7 @@ import msgspec
 
 from wire.telemetry import AwareDatetime
 
-AlertEvent = Literal[
-    "raised", "escalated", "deescalated", "acknowledged", "reminder", "handover", "resolved"
-]
+AlertEvent = Literal["raised", "escalated", "deescalated", "acknowledged", "reminder", "handover", "resolved"]
 AlertStatus = Literal["active", "acknowledged", "resolved"]
 Category = Literal["disaster", "maintenance"]
 

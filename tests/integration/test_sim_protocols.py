@@ -17,11 +17,12 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
 
-from edge.profiles import LENGTH_UNITS_PER_METRE, REGISTER_COUNT, AsciiPoint, ModbusPoint
+from edge.profiles import REGISTER_COUNT, AsciiPoint, ModbusPoint
 from simulators.devices import AsciiDevice, VirtualDevice
 from simulators.runner import Endpoints, SimulatorSet, default_scenario_path, load_scenario, scenario_names
 from tests.simulated import TruthFile, serve
 from wire.clock import ScaledClock
+from wire.units import LENGTH_UNITS_PER_METRE
 
 DATATYPES = {
     "int16": ModbusBaseClient.DATATYPE.INT16,

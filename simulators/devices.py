@@ -74,9 +74,10 @@ class VirtualDevice:
         """Noise-free physical value of `kind` at scenario time t, in the point's unit."""
         return self.scenario.value(self.spec.feed(kind).signal, t) * self._factor[kind]
 
-    def measured(self, kind: str, t: float, noisy: bool = True) -> float:
+    def measured(self, kind: str, t: float, noisy: bool = True, as_distance: bool = True) -> float:
         """What the sensor measures: truth plus noise and value faults (unless `noisy` is
-        False: the clean reading), as a distance for distance-to-depth points."""
+        False: the clean reading), as a distance for distance-to-depth points (unless
+        `as_distance` is False: then as the depth the edge reports)."""
         feed = self.spec.feed(kind)
         value = self.truth(kind, t)
         if noisy and feed.noise > 0:
@@ -86,7 +87,7 @@ class VirtualDevice:
         if noisy:
             value = self._apply_value_faults(kind, t, value)
         point = self.point(kind)
-        if point.distance_to_depth:
+        if point.distance_to_depth and as_distance:
             assert self.spec.mounting_height is not None
             value = self.spec.mounting_height * LENGTH_UNITS_PER_METRE[point.unit] - value
         return value

@@ -20,7 +20,6 @@ from edge.profiles import load_profiles
 from simulators.devices import VirtualDevice, build_devices
 from simulators.faults import Slow
 from simulators.scenario import Scenario
-from wire.units import LENGTH_UNITS_PER_METRE
 
 DEFAULT_INTERVAL_S = 60.0
 
@@ -56,8 +55,4 @@ def scenario_samples(
                 if fault is not None:
                     yield Sample(dev.id, feed.kind, t, None, point.unit, fault.type_name)
                     continue
-                value = dev.measured(feed.kind, t)
-                if point.distance_to_depth:  # the edge reports depth = mounting height - distance
-                    assert dev.spec.mounting_height is not None
-                    value = dev.spec.mounting_height * LENGTH_UNITS_PER_METRE[point.unit] - value
-                yield Sample(dev.id, feed.kind, t, value, point.unit)
+                yield Sample(dev.id, feed.kind, t, dev.measured(feed.kind, t, as_distance=False), point.unit)

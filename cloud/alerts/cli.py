@@ -12,6 +12,7 @@ import getpass
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,17 +90,14 @@ def _open_store(args: argparse.Namespace) -> AlertStore:
     return AlertStore(resolve(args.config, cfg.alerts.state_path))
 
 
-def _guard(fn: object) -> int:
+def _guard(fn: Callable[[], int]) -> int:
     """Run a handler body, mapping the expected errors to exit code 2 with a one-line message."""
     from bosai.cli import EXIT_CONFIG
     from cloud.alerts.store import AlertStoreError
     from wire.configfile import ConfigError
 
     try:
-        assert callable(fn)
-        result = fn()
-        assert isinstance(result, int)
-        return result
+        return fn()
     except (ConfigError, AlertStoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

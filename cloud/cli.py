@@ -13,6 +13,7 @@ from types import FrameType
 log = logging.getLogger(__name__)
 
 STATS_EVERY_S = 10.0
+SHOWN_FILTERS = 6  # check-config lists this many topic filters; a shard can have thousands
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -83,6 +84,7 @@ def _check_config(args: argparse.Namespace) -> int:
     from cloud.config import InfluxStore, Store, load_consumer_config, resolve
     from cloud.mqtt import client_id, make_client, subscriptions
     from cloud.registry import load_registry
+    from cloud.shard import Shard
     from wire.configfile import ConfigError, read_secret
 
     try:
@@ -106,7 +108,16 @@ def _check_config(args: argparse.Namespace) -> int:
     channels = [ch for s in data.sensors for ch in s.channels.values()]
     print(f"config:       {args.config} OK")
     print(f"broker:       {cfg.mqtt.url} (MQTT {cfg.mqtt.protocol}, client id {client_id(cfg)})")
-    print(f"subscriptions: {', '.join(subscriptions(cfg))}")
+    shard = Shard.of(cfg)
+    if cfg.shard is not None:
+        owned = len(shard.owned_gateways(registry))
+        of = sum(1 for g in data.gateways if shard.tenant in (None, g.tenant))
+        print(f"shard:        {shard.describe()}: {owned} of {of} gateways")
+    filters = subscriptions(cfg, registry)
+    shown = ", ".join(filters[:SHOWN_FILTERS]) + (
+        f", ... ({len(filters) - SHOWN_FILTERS} more)" if len(filters) > SHOWN_FILTERS else ""
+    )
+    print(f"subscriptions: {len(filters)} topic filters: {shown or '(none: this shard owns no gateway)'}")
     print(f"store:        {describe(cfg.store)}")
     if cfg.archive is not None:
         print(f"archive:      {describe(cfg.archive)}")

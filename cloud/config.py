@@ -25,8 +25,10 @@ class InfluxStore(msgspec.Struct, tag="influxdb", forbid_unknown_fields=True, fr
     org: str
     bucket: str
     token_file: str | None = None  # 0600 file holding the API token; None for servers without auth
-    batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
-    flush_interval_ms: Annotated[int, msgspec.Meta(ge=10)] = 1000
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000  # lines per write request
+    # With less than a batch waiting, write what there is after this long (a backlog after an
+    # outage always goes in full batches).
+    flush_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 1000
     timeout_ms: Annotated[int, msgspec.Meta(ge=100)] = 10_000
 
 
@@ -45,6 +47,38 @@ Store = InfluxStore | LineProtocolFileStore
 class ValidationConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_future_s: Positive = 300.0  # gateway clocks drift; more than this is a broken clock
     max_past_s: Positive = 90 * 86400.0  # outbox backlog after a long outage is still accepted
+    # A gateway whose rejected messages exceed `bad_burst` at `bad_per_s` is throttled: while it
+    # floods, at most `throttled_per_s` of its messages are looked at and the rest are rejected
+    # unread as `rate_limited`, so one broken or hostile gateway cannot slow the others.
+    bad_per_s: Positive = 20.0
+    bad_burst: Annotated[int, msgspec.Meta(ge=1)] = 200
+    throttled_per_s: Positive = 10.0
+
+
+class SpoolConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The disk spool in front of the store: a message is acknowledged to the broker only once
+    its lines are in the spool (fsync'd), and the spool drains to the store in order, surviving
+    database outages and consumer crashes."""
+
+    path: str = "spool"  # directory, relative to the config file
+    max_bytes: Annotated[int, msgspec.Meta(ge=1 << 20)] = 1 << 30  # full: intake pauses (no loss)
+    segment_bytes: Annotated[int, msgspec.Meta(ge=1 << 16)] = 16 << 20
+    fsync: bool = True  # False trades crash safety (power loss) for speed; a kill -9 is still safe
+
+
+class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    # Prometheus text exposition at http://{listen}/metrics, e.g. "127.0.0.1:9464"; None: off.
+    listen: str | None = None
+    health_every_s: Positive = 60.0  # consumer health points written to the store this often
+
+
+class ShardConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """This consumer owns the gateways whose stable hash of "tenant/gateway" modulo `count` is
+    `index` (cloud.shard); it subscribes to their topics only, so each sensor's sequence
+    accounting and detection live in exactly one process."""
+
+    index: Annotated[int, msgspec.Meta(ge=0)]
+    count: Annotated[int, msgspec.Meta(ge=1, le=4096)]
 
 
 class EscalationConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -77,6 +111,12 @@ class ConsumerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     quarantine_path: str | None = "quarantine.jsonl"  # rejected messages with their reason
     # A second store receiving the same lines, e.g. a local lpfile copy next to InfluxDB.
     archive: Store | None = None
+    spool: SpoolConfig = SpoolConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    shard: ShardConfig | None = None
+    # Rejected messages are also published here (QoS 0, not retained) with their reason, e.g.
+    # "bosai/v1/{tenant}/quarantine"; {tenant} is the topic's tenant.  None: file only.
+    quarantine_topic: str | None = None
 
 
 def load_consumer_config(path: str | Path) -> ConsumerConfig:
@@ -87,4 +127,22 @@ def load_consumer_config(path: str | Path) -> ConsumerConfig:
         raise ConfigError(path, "mqtt: field 'url'", url_problem)
     if cfg.shared_group and cfg.mqtt.protocol != "5":
         raise ConfigError(path, "field 'shared_group'", "shared subscriptions need MQTT protocol 5")
+    if cfg.shard is not None and cfg.shard.index >= cfg.shard.count:
+        raise ConfigError(
+            path, "shard: field 'index'", f"{cfg.shard.index} is not below count {cfg.shard.count}"
+        )
+    if cfg.metrics.listen is not None and _host_port(cfg.metrics.listen) is None:
+        raise ConfigError(path, "metrics: field 'listen'", f"{cfg.metrics.listen!r} is not HOST:PORT")
     return cfg
+
+
+def _host_port(listen: str) -> tuple[str, int] | None:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def metrics_address(cfg: MetricsConfig) -> tuple[str, int] | None:
+    """(host, port) to serve /metrics on; None when off.  Port 0 picks a free port."""
+    return _host_port(cfg.listen) if cfg.listen else None

@@ -2,15 +2,19 @@
 
 Threads:
 - paho's network thread only queues each message (never blocks on processing);
-- the worker thread validates, accounts, detects and runs the alert lifecycle, then acknowledges
-  the message (manual PUBACK: a message not yet processed when the consumer stops is redelivered
-  by the broker on the next start, from the persistent session); about once a second it also
-  ticks detection (silent gateways and sensors) and the alert manager (reminders, handovers,
-  duty officers' acks from `bosai alerts`, maintenance windows);
-- the store thread (cloud.sink) writes lines, so the database never delays alerts;
+- the worker thread validates, accounts, detects and runs the alert lifecycle, and hands the
+  message's lines to the spool; about once a second it also ticks detection (silent gateways and
+  sensors) and the alert manager (reminders, handovers, duty officers' acks from `bosai alerts`,
+  maintenance windows), and writes the consumer's health points every `metrics.health_every_s`;
+- the spool thread (cloud.spool) appends and fsyncs lines, then acknowledges their messages
+  (manual PUBACK, in order): the broker forgets a message only once its lines are on disk, and a
+  message not yet acknowledged when the consumer dies is redelivered from the persistent session;
+- the store thread (cloud.sink) drains the spool into the database, so the database never delays
+  alerts and a database outage loses nothing;
 - one thread per notifier (cloud.notify.dispatch), so a slow mail server never delays anything.
 
-Gateway status (birth message / Last Will) and health messages feed gateway liveness.
+Gateway status (birth message / Last Will) and health messages feed gateway liveness.  A
+gateway flooding bad messages is throttled (cloud.throttle) before its messages reach the worker.
 
 A bug while processing one message is counted as reason "internal", quarantined and logged
 with its traceback once per kind; the worker keeps going.
@@ -25,7 +29,8 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +42,28 @@ from cloud import points
 from cloud.alerts.manager import AlertManager, Escalation
 from cloud.alerts.outputs import AlertOutputs
 from cloud.alerts.store import AlertStore
-from cloud.config import AlertsConfig, ConsumerConfig, EscalationConfig, Store, resolve
+from cloud.config import (
+    AlertsConfig,
+    ConsumerConfig,
+    EscalationConfig,
+    InfluxStore,
+    Store,
+    metrics_address,
+    resolve,
+)
 from cloud.detect.engine import Engine
 from cloud.detect.journal import Journal, journalled, keep_s
 from cloud.detect.observation import Observation
 from cloud.ingest import INTERNAL, Ingestor, IngestResult
+from cloud.metrics import AlertLatency, MetricsServer, health_lines
 from cloud.notify import build_notifiers
 from cloud.notify.dispatch import Dispatcher
 from cloud.quarantine import Quarantine
 from cloud.registry import Registry, load_registry
 from cloud.sink import StoreSink
+from cloud.spool import Spool
+from cloud.stats import ConsumerStats, GatewaySequence
+from cloud.throttle import FloodGuard
 from cloud.writers import TeeWriter, Writer, open_writer
 from wire import topics
 from wire.alerts import Alert
@@ -63,43 +80,16 @@ TICK_S = 1.0  # silence checks, reminders and duty officers' actions are looked 
 DETECTIONS_EVERY_S = 60.0  # at most one `detections` point per series per minute of sample time
 
 
-@dataclass
-class ConsumerStats:
-    messages: int
-    readings_accepted: int
-    readings_rejected: int  # readings rejected one by one (message-level rejections: messages_rejected)
-    rejected_by_reason: dict[str, int]  # every rejection, message- or reading-level
-    lines_written: int
-    write_errors: int
-    alerts: int
-    lost: int
-    duplicated: int
-    reordered: int
-    messages_rejected: int = 0
-    security_events: int = 0  # readings of sensors not registered to the sending gateway
-    rejected_by_gateway: dict[str, dict[str, int]] = field(default_factory=dict)  # "tenant/gateway"
-    notifications_sent: int = 0
-    notifications_pending: int = 0
-    notifications_failed: int = 0  # given up or dropped
-
-    def summary(self) -> str:
-        reasons = ",".join(f"{k}={v}" for k, v in sorted(self.rejected_by_reason.items())) or "none"
-        return (
-            f"messages={self.messages} accepted={self.readings_accepted} rejected={reasons} "
-            f"written={self.lines_written} write_errors={self.write_errors} alerts={self.alerts} "
-            f"notified={self.notifications_sent} notify_pending={self.notifications_pending} "
-            f"notify_failed={self.notifications_failed} "
-            f"lost={self.lost} duplicated={self.duplicated} reordered={self.reordered}"
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class _Message:
     topic: str
     payload: bytes
-    received: float
+    received: float  # clock time (scenario time in the demo)
     mid: int
     qos: int
+    connection: int  # acknowledgements only go back on the connection that delivered it
+    arrived: float  # time.monotonic(), for the alert latency
+    admitted: bool = True  # False: its gateway is flooding, reject it unread
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +116,11 @@ class Consumer:
         self.registry = registry or load_registry(resolve(config_path, config.registry))
         self.clock: Clock = clock or RealClock()
         self.on_alert: list[Callable[[Alert], None]] = []
-        self.subscriptions = mqttsetup.subscriptions(config)
+        self.client_id = mqttsetup.client_id(config)
+        self.metrics_url: str | None = None
+        self.subscriptions = mqttsetup.subscriptions(config, self.registry)
+        self._subscription_batches = mqttsetup.subscription_batches(self.subscriptions)
+        self._suback_pending = 0
 
         self._client = mqttsetup.make_client(config, self.config_path)
         self._client.on_connect = self._on_connect
@@ -134,13 +128,30 @@ class Consumer:
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
 
+        qpath = resolve(config_path, config.quarantine_path) if config.quarantine_path else None
+        self._quarantine = Quarantine(qpath, topic=config.quarantine_topic, publish=self._publish_quarantine)
+        v = config.validation
+        self._flood = FloodGuard(v.bad_per_s, v.bad_burst, v.throttled_per_s)
+        self._ingestor = Ingestor(self.registry, v, self._quarantine, on_reject=self._flood.rejected)
         self._writer: Writer = open_writer(store_override or config.store, self.config_path)
         if config.archive is not None:
             self._writer = TeeWriter(self._writer, open_writer(config.archive, self.config_path))
-        self._sink = StoreSink(self._writer)
-        qpath = resolve(config_path, config.quarantine_path) if config.quarantine_path else None
-        self._quarantine = Quarantine(qpath)
-        self._ingestor = Ingestor(self.registry, config.validation, self._quarantine)
+        sp = config.spool
+        self._spool = Spool(
+            resolve(config_path, sp.path),
+            max_bytes=sp.max_bytes,
+            segment_bytes=sp.segment_bytes,
+            fsync=sp.fsync,
+        )
+        store = store_override or config.store
+        influx = store if isinstance(store, InfluxStore) else None
+        self._sink = StoreSink(
+            self._writer,
+            self._spool,
+            self._quarantine,
+            batch_lines=influx.batch_size if influx else 5000,
+            linger_s=influx.flush_interval_ms / 1000 if influx else 0.0,
+        )
         self._engine = Engine(self.registry)
         alerts = config.alerts
         self._dispatcher = Dispatcher(build_notifiers(alerts.notifiers, self.config_path))
@@ -168,6 +179,12 @@ class Consumer:
         self._last_tick = 0.0
 
         self._lock = threading.RLock()  # the worker's state vs. stats readers (hooks may read stats)
+        self._started = time.monotonic()
+        self._connection = 0  # counts connections, for acknowledgements (see _ack)
+        self._arrived: float | None = None  # monotonic arrival of the message being processed
+        self.alert_latency = AlertLatency()
+        self._metrics: MetricsServer | None = None
+        self._last_health = time.monotonic()
         self._queue: queue.Queue[_Message | _Barrier | object] = queue.Queue(MAX_QUEUED_MESSAGES)
         self._worker: threading.Thread | None = None
         self._ready = threading.Event()
@@ -186,15 +203,27 @@ class Consumer:
         self._dispatcher.start()
         self._worker = threading.Thread(target=self._run, name="bosai-consumer", daemon=True)
         self._worker.start()
+        address = metrics_address(self.config.metrics)
+        if address is not None:
+            self._metrics = MetricsServer(lambda: self.stats, self.client_id)
+            port = self._metrics.start(*address)
+            self.metrics_url = f"http://{address[0]}:{port}/metrics"
+            log.info("metrics at %s", self.metrics_url)
         mqttsetup.connect(self._client, self.config)
         self._client.loop_start()
-        log.info("consumer connecting to %s, subscribing to %s", self.config.mqtt.url, self.subscriptions)
+        log.info(
+            "consumer connecting to %s, subscribing to %d topic filters (%s%s)",
+            self.config.mqtt.url,
+            len(self.subscriptions),
+            ", ".join(self.subscriptions[:3]),
+            ", ..." if len(self.subscriptions) > 3 else "",
+        )
 
     def wait_ready(self, timeout: float) -> bool:
         return self._ready.wait(timeout)
 
     def drain(self, timeout: float) -> None:
-        """Wait until everything received so far is processed and flushed to the store."""
+        """Wait until everything received so far is processed and in the store."""
         done = threading.Event()
         if self._worker is not None and self._worker.is_alive():
             self._queue.put(_Barrier(done))
@@ -212,7 +241,11 @@ class Consumer:
         if self._worker is not None:
             self._queue.put(_STOP)
             self._worker.join(STOP_TIMEOUT_S)
+        # Commits (and acknowledges) what the worker handed over, then lets the store take it
+        # for a while; what it does not take stays in the spool for the next start.
         self._sink.close(max(1.0, deadline - time.monotonic()))
+        if self._metrics is not None:
+            self._metrics.close()
         self._wait_publishes(deadline)
         self._client.disconnect()
         self._client.loop_stop()
@@ -238,8 +271,8 @@ class Consumer:
                 readings_accepted=ing.readings_accepted,
                 readings_rejected=ing.readings_rejected,
                 rejected_by_reason=dict(ing.by_reason),
-                lines_written=self._writer.written,
-                write_errors=self._writer.failed + self._sink.lost,
+                lines_written=self._sink.written,
+                write_errors=self._sink.errors,
                 alerts=self._outputs.count,
                 lost=lost,
                 duplicated=duplicated,
@@ -250,6 +283,20 @@ class Consumer:
                 notifications_sent=sum(n.sent for n in notify.values()),
                 notifications_pending=sum(n.pending for n in notify.values()),
                 notifications_failed=sum(n.given_up + n.dropped for n in notify.values()),
+                sequences={
+                    f"{t}/{g}": GatewaySequence(q.lost, q.duplicated, q.reordered, q.resets)
+                    for (t, g), q in ing.sequences.gateways.items()
+                },
+                write_retries=self._sink.retries,
+                lines_rejected_by_store=self._sink.rejected,
+                queue_depth=self._queue.qsize(),
+                ack_pending=self._spool.queued,
+                spool_lines=self._spool.pending_lines,
+                spool_bytes=self._spool.pending_bytes,
+                spool_oldest_s=self._spool.behind_s(),
+                throttled_gateways=self._flood.throttled(),
+                alert_latency=self.alert_latency.summary(),
+                uptime_s=time.monotonic() - self._started,
             )
 
     # --- processing (worker thread; callable directly in tests) ---
@@ -327,8 +374,15 @@ class Consumer:
         self._observe(obs, received)
 
     def _observe(self, observations: list[Observation], now: float) -> None:
+        if not observations:
+            return
+        before = self._outputs.count
         for obs in observations:
             self._alerts.observe(obs, now)
+        if self._arrived is not None and self._outputs.count > before:
+            # From the message's arrival to its alert event handed to the outputs (MQTT, log,
+            # notifier queues): the consumer's part of the alert latency.
+            self.alert_latency.observe(time.monotonic() - self._arrived)
 
     def tick(self, now: float | None = None) -> None:
         """Silence checks and the alert lifecycle's timers (the worker calls it every TICK_S)."""
@@ -339,6 +393,9 @@ class Consumer:
                 self._alerts.tick(now)
                 if self._journal is not None:
                     self._journal.flush(now)
+                if time.monotonic() - self._last_health >= self.config.metrics.health_every_s:
+                    self._last_health = time.monotonic()
+                    self._sink.put(health_lines(self.stats, self.client_id, self.clock.now()))
             except Exception:
                 if "tick" not in self._logged_errors:
                     self._logged_errors.add("tick")
@@ -361,11 +418,40 @@ class Consumer:
             if isinstance(item, _Barrier):
                 self._sink.mark(item.done)
             elif isinstance(item, _Message):
-                self.process_message(item.topic, item.payload, item.received)
-                try:
-                    self._client.ack(item.mid, item.qos)
-                except Exception as exc:  # a lost connection: the broker redelivers the message
-                    log.debug("ack of message %d failed: %s", item.mid, exc)
+                self._arrived = item.arrived
+                if item.admitted:
+                    self.process_message(item.topic, item.payload, item.received)
+                else:
+                    self._rate_limited(item)
+                self._arrived = None
+                # Acknowledged once the lines it produced (put before this) are on disk.
+                self._sink.put([], partial(self._ack, item))
+
+    def _ack(self, msg: _Message) -> None:
+        """Spool thread: the message's lines are durable; tell the broker it may forget it."""
+        if msg.qos == 0 or msg.connection != self._connection:
+            # Delivered on an earlier connection: its packet id may now name another message,
+            # and the broker redelivers this one anyway (a duplicate, harmless).
+            return
+        try:
+            self._client.ack(msg.mid, msg.qos)
+        except Exception as exc:  # a lost connection: the broker redelivers the message
+            log.debug("ack of message %d failed: %s", msg.mid, exc)
+
+    def _rate_limited(self, msg: _Message) -> None:
+        where = topics.parse_gateway_topic(msg.topic)
+        gw_key = f"{where.tenant}/{where.gateway}" if where else "?"
+        with self._lock:
+            skipped = self._flood.sample(gw_key)
+            self._ingestor.reject_message(
+                msg.topic,
+                gw_key,
+                RejectReason.RATE_LIMITED,
+                f"gateway floods bad messages; {skipped} messages rejected unread since the last entry",
+                msg.received,
+                msg.payload,
+                quarantine=skipped > 0,
+            )
 
     def _internal_error(self, topic: str, payload: bytes, received: float, exc: Exception) -> None:
         where = topics.parse_gateway_topic(topic)
@@ -384,7 +470,10 @@ class Consumer:
         except Exception:
             log.debug("could not quarantine after an internal error", exc_info=True)
 
-    # --- alerts out ---
+    # --- alerts and quarantine out ---
+
+    def _publish_quarantine(self, topic: str, payload: bytes) -> None:
+        self._client.publish(topic, payload, qos=0, retain=False)
 
     def _publish_alert(self, topic: str, payload: bytes) -> None:
         """Retained, QoS 1.  While the broker is away the latest event per topic is kept and
@@ -431,16 +520,22 @@ class Consumer:
             return
         self._connect_problem = None
         self._connected = True
+        self._connection += 1
         log.info("connected to %s (session present: %s)", self.config.mqtt.url, flags.session_present)
-        client.subscribe([(f, 1) for f in self.subscriptions])
+        self._suback_pending = len(self._subscription_batches)
+        for batch in self._subscription_batches:
+            client.subscribe([(f, 1) for f in batch])
         self._republish_alerts(client)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
         if any(c.is_failure for c in codes):
-            log.error("broker refused subscriptions %s: %s (check the broker ACL)", self.subscriptions, codes)
+            refused = sum(1 for c in codes if c.is_failure)
+            log.error("broker refused %d topic filters: %s (check the broker ACL)", refused, codes[:5])
             return
-        log.info("subscribed to %s", self.subscriptions)
-        self._ready.set()
+        self._suback_pending -= 1
+        if self._suback_pending <= 0:
+            log.info("subscribed to %d topic filters", len(self.subscriptions))
+            self._ready.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         self._ready.clear()
@@ -455,7 +550,25 @@ class Consumer:
             topic = msg.topic
         except UnicodeDecodeError:  # brokers enforce UTF-8 topics; quarantine it if one does not
             topic = repr(msg._topic)
-        self._queue.put(_Message(topic, bytes(msg.payload), self.clock.now(), msg.mid, msg.qos))
+        admitted = self._flood.admit(_gateway_key(topic))
+        self._queue.put(
+            _Message(
+                topic,
+                bytes(msg.payload),
+                self.clock.now(),
+                msg.mid,
+                msg.qos,
+                self._connection,
+                time.monotonic(),
+                admitted,
+            )
+        )
+
+
+def _gateway_key(topic: str) -> str:
+    """ "tenant/gateway" of a bosai/v1/{tenant}/{gateway}/... topic, cheaply (network thread)."""
+    parts = topic.split("/", 4)
+    return f"{parts[2]}/{parts[3]}" if len(parts) >= 4 else "?"
 
 
 def _settled(info: mqtt.MQTTMessageInfo) -> bool:

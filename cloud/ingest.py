@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cloud.config import ValidationConfig
@@ -33,6 +34,8 @@ from wire.telemetry import DecodeError, Reading, RejectReason, decode_telemetry,
 log = logging.getLogger(__name__)
 
 INTERNAL = "internal"  # a bug in the consumer, counted like a rejection reason
+UNREGISTERED = "unregistered"  # per-gateway counters of unregistered gateways beyond the cap
+MAX_GATEWAY_KEYS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +60,18 @@ class IngestResult:
 
 
 class Ingestor:
-    def __init__(self, registry: Registry, validation: ValidationConfig, quarantine: Quarantine) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        validation: ValidationConfig,
+        quarantine: Quarantine,
+        *,
+        on_reject: Callable[[str], None] | None = None,
+    ) -> None:
+        """`on_reject("tenant/gateway")` hears of every message rejected or with rejected
+        readings, but not of `rate_limited` ones (it is the flood guard's input)."""
         self.registry = registry
+        self.on_reject = on_reject
         self.validation = validation
         self.quarantine = quarantine
         self.sequences = SequenceTracker()
@@ -121,19 +134,35 @@ class Ingestor:
                 seq=msg.seq,
             )
         self.readings_accepted += len(accepted)
+        if self.on_reject is not None and len(accepted) < len(msg.readings):
+            self.on_reject(gw_key)  # once per message, however many of its readings were bad
         return IngestResult(
             msg.tenant, msg.gateway, msg.seq, seq_status, accepted, msg.sent.timestamp(), out_of_range
         )
 
     def reject_message(
-        self, topic: str, gw_key: str, reason: str, detail: str, received: float, payload: bytes
+        self,
+        topic: str,
+        gw_key: str,
+        reason: str,
+        detail: str,
+        received: float,
+        payload: bytes,
+        *,
+        quarantine: bool = True,
     ) -> None:
-        """Count and quarantine a whole message (also used by the consumer for internal errors)."""
+        """Count (and quarantine) a whole message; also used by the consumer for internal errors
+        and for messages rejected unread (`rate_limited`, then `messages` counts them too)."""
+        if reason == RejectReason.RATE_LIMITED:
+            self.messages += 1
         self.messages_rejected += 1
         self._count(gw_key, reason)
-        self.quarantine.add(
-            topic=topic, reason=str(reason), detail=detail, received=received, payload=payload
-        )
+        if self.on_reject is not None and reason != RejectReason.RATE_LIMITED:
+            self.on_reject(gw_key)
+        if quarantine:
+            self.quarantine.add(
+                topic=topic, reason=str(reason), detail=detail, received=received, payload=payload
+            )
         log.debug("rejected message on %s: %s: %s", topic, reason, detail)
 
     def _check_reading(self, tenant: str, gateway: str, r: Reading) -> Accepted | tuple[str, str]:
@@ -166,4 +195,11 @@ class Ingestor:
 
     def _count(self, gw_key: str, reason: str) -> None:
         self.by_reason[str(reason)] += 1
-        self.by_gateway.setdefault(gw_key, Counter())[str(reason)] += 1
+        key = gw_key
+        if key not in self.by_gateway and len(self.by_gateway) >= MAX_GATEWAY_KEYS:
+            # Registered gateways always get their own counters; beyond the cap, made-up topics
+            # share one, so they cannot grow the table (the quarantine file keeps their names).
+            tenant, _, gateway = gw_key.partition("/")
+            if (tenant, gateway) not in self.registry.gateways:
+                key = UNREGISTERED
+        self.by_gateway.setdefault(key, Counter())[str(reason)] += 1

@@ -4,17 +4,26 @@ Operators read it to find a misconfigured gateway or a probing client, so it kee
 topic, reason, detail, arrival time and the payload (text if it is UTF-8, else base64; cut to
 MAX_PAYLOAD_BYTES so a flood of huge messages cannot fill the disk quickly).  Rotation and a size
 cap are left to logrotate (copytruncate) for now.
+
+With a `topic` template (e.g. "bosai/v1/{tenant}/quarantine") each entry is also published,
+QoS 0 and not retained, for live tooling; {tenant} is the tenant of the message's topic, and
+entries whose topic names no tenant (store rejections, garbage topics) go to the file only.
+Callers run on the worker and the store threads, hence the lock.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 import msgspec
+
+from wire import topics
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +42,26 @@ class QuarantineEntry(msgspec.Struct, omit_defaults=True):
 
 
 class Quarantine:
-    def __init__(self, path: Path | None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        topic: str | None = None,
+        publish: Callable[[str, bytes], None] | None = None,
+    ) -> None:
         self.path = path
+        self.topic = topic
+        self.publish = publish
+        self.entries = 0
         self._file: TextIO | None = None
         self._failing = False
         self._encoder = msgspec.json.Encoder()
+        self._lock = threading.Lock()
 
     def add(
         self, *, topic: str, reason: str, detail: str, received: float, payload: bytes, seq: int | None = None
     ) -> None:
-        if self.path is None:
+        if self.path is None and (self.topic is None or self.publish is None):
             return
         truncated = len(payload) > MAX_PAYLOAD_BYTES
         raw = payload[:MAX_PAYLOAD_BYTES]
@@ -57,23 +76,38 @@ class Quarantine:
             truncated=truncated,
             seq=seq,
         )
+        data = self._encoder.encode(entry)
+        with self._lock:
+            self.entries += 1
+            if self.path is not None:
+                self._append(self.path, data)
+        if self.topic is not None and self.publish is not None:
+            where = topics.parse_gateway_topic(topic)
+            if where is not None:
+                try:
+                    self.publish(self.topic.format(tenant=where.tenant), data)
+                except Exception as exc:  # the file has it; a broker hiccup must not matter here
+                    log.debug("cannot publish a quarantine entry: %s", exc)
+
+    def _append(self, path: Path, data: bytes) -> None:
         try:
             if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - line-buffered, kept open
-            self._file.write(self._encoder.encode(entry).decode("utf-8") + "\n")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - line-buffered, kept open
+            self._file.write(data.decode("utf-8") + "\n")
             if self._failing:
-                log.info("quarantine file %s is writable again", self.path)
+                log.info("quarantine file %s is writable again", path)
                 self._failing = False
         except OSError as exc:
             if not self._failing:
-                log.warning("cannot write quarantine file %s: %s", self.path, exc)
+                log.warning("cannot write quarantine file %s: %s", path, exc)
                 self._failing = True
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def _as_text(raw: bytes, truncated: bool) -> tuple[str, str]:

@@ -54,6 +54,7 @@ class RejectReason(enum.StrEnum):
     PAST_TIMESTAMP = "past_timestamp"
     UNKNOWN_SENSOR = "unknown_sensor"  # not registered to this gateway and tenant (security event)
     OUT_OF_RANGE = "out_of_range"  # outside the registered physical range
+    RATE_LIMITED = "rate_limited"  # not read: its gateway is flooding the cloud with bad messages
 
 
 class Reading(msgspec.Struct, frozen=True):

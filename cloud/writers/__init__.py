@@ -1,8 +1,14 @@
-"""Time-series writers: where accepted readings and alert points end up.
+"""Time-series writers: where the spool's lines end up (readings, alerts, detections, health).
 
-A writer takes line-protocol lines (see cloud.points) and must never block the caller for long;
-the consumer calls it from its own store thread anyway (cloud.sink), so a slow database never
-delays detection or alerts.  Adding a store is one module here plus a branch in `open_writer`.
+A writer stores one batch synchronously and says what went wrong in one of two ways, because
+the two call for opposite handling (cloud.sink):
+
+- `StoreUnavailable`: the store cannot take anything now (down, timeout, 429/5xx, bad
+  credentials); the same batch is tried again later, honouring `retry_after`;
+- `StoreRejected`: the store refuses this data (a 4xx about the lines themselves); retrying
+  would fail forever, so the batch is split to find the bad lines, which are quarantined.
+
+Adding a store is one module here plus a branch in `open_writer`.
 """
 
 from __future__ import annotations
@@ -13,21 +19,21 @@ from typing import Protocol
 from cloud.config import InfluxStore, LineProtocolFileStore, Store, resolve
 
 
+class StoreUnavailable(Exception):
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds the store asked us to wait (Retry-After)
+
+
+class StoreRejected(Exception):
+    """The store refused the lines themselves (e.g. HTTP 400 or 422)."""
+
+
 class Writer(Protocol):
-    @property
-    def written(self) -> int:
-        """Lines the store has accepted."""
-        ...
+    name: str  # for logs: the store's URL or directory (never credentials)
 
-    @property
-    def failed(self) -> int:
-        """Lines given up on (after retries)."""
-        ...
-
-    def write(self, lines: list[str]) -> None: ...
-
-    def flush(self) -> None:
-        """Return once every line written so far is stored or given up on (bounded wait)."""
+    def write(self, lines: list[str]) -> None:
+        """Store `lines`; on return they are stored.  Raises StoreUnavailable or StoreRejected."""
         ...
 
     def close(self) -> None: ...
@@ -46,27 +52,17 @@ def open_writer(store: Store, config_path: Path) -> Writer:
 
 
 class TeeWriter:
-    """The same lines to a primary store and an archive; counters are the primary's."""
+    """The same lines to a primary store and an archive: a batch is done when both have it
+    (re-writing it to the one that already had it is harmless: points overwrite themselves)."""
 
     def __init__(self, primary: Writer, archive: Writer) -> None:
         self.primary = primary
         self.archive = archive
-
-    @property
-    def written(self) -> int:
-        return self.primary.written
-
-    @property
-    def failed(self) -> int:
-        return self.primary.failed
+        self.name = f"{primary.name} + {archive.name}"
 
     def write(self, lines: list[str]) -> None:
         self.primary.write(lines)
         self.archive.write(lines)
-
-    def flush(self) -> None:
-        self.primary.flush()
-        self.archive.flush()
 
     def close(self) -> None:
         try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cloud.lineproto import ParsedLine, parse_line
+from cloud.writers import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -25,47 +26,32 @@ _MAX_OPEN = 4  # today, yesterday and a replayed day or two
 class LpFileWriter:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.name = f"line-protocol files in {directory}"
         self._files: OrderedDict[int, TextIO] = OrderedDict()
-        self._written = 0
-        self._failed = 0
-        self._failing = False
-
-    @property
-    def written(self) -> int:
-        return self._written
-
-    @property
-    def failed(self) -> int:
-        return self._failed
 
     def write(self, lines: list[str]) -> None:
-        done = 0
+        """Append and flush to the OS (so a killed process loses nothing); a failing disk is
+        StoreUnavailable: the batch stays in the spool and comes again (lines of it that were
+        already appended are then in the file twice; loading them into InfluxDB overwrites
+        the copies, the points being keyed by sample time)."""
+        touched: set[int] = set()
         try:
             for ln in lines:
                 day = int(ln.rsplit(" ", 1)[1]) // _DAY_MS
                 self._file(day).write(ln + "\n")
-                done += 1
+                touched.add(day)
+            for day in touched:
+                if day in self._files:
+                    self._files[day].flush()
         except OSError as exc:
-            self._report(exc)
-            return
-        finally:
-            self._written += done
-            self._failed += len(lines) - done
-        if self._failing:
-            log.info("line-protocol store %s is writable again", self.directory)
-            self._failing = False
-
-    def flush(self) -> None:
-        for f in self._files.values():
-            try:
-                f.flush()
-            except OSError as exc:
-                self._report(exc)
+            raise StoreUnavailable(f"{self.directory}: {exc}") from None
 
     def close(self) -> None:
-        self.flush()
         for f in self._files.values():
-            f.close()
+            try:
+                f.close()
+            except OSError as exc:
+                log.warning("cannot close a line-protocol file in %s: %s", self.directory, exc)
         self._files.clear()
 
     def _file(self, day: int) -> TextIO:
@@ -81,13 +67,6 @@ class LpFileWriter:
             _, oldest = self._files.popitem(last=False)
             oldest.close()
         return f
-
-    def _report(self, exc: OSError) -> None:
-        if not self._failing:
-            log.warning("cannot write line-protocol store %s: %s", self.directory, exc)
-            self._failing = True
-        else:
-            log.debug("line-protocol store still failing: %s", exc)
 
 
 def read_lp_file(path: Path) -> Iterator[ParsedLine]:

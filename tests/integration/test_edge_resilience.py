@@ -57,8 +57,9 @@ from paho.mqtt.properties import Properties
 from bosai.demo import DEMO_REGISTRY
 from bosai.paths import PROFILES_DIR
 from cloud.config import load_consumer_config
-from cloud.consumer import Consumer, ConsumerStats
+from cloud.consumer import Consumer
 from cloud.points import QUALITY_CODES, ts_ms
+from cloud.stats import ConsumerStats
 from simulators.gateway_config import write_gateway_config
 from simulators.runner import Endpoints, SimulatorSet, default_scenario_path, load_scenario
 from simulators.uplink import LinkWindow, UplinkProxy, UplinkStats, via_proxy

@@ -122,7 +122,9 @@ def test_worker_thread_processes_queued_messages(tmp_path: Path) -> None:
     try:
         assert not c.wait_ready(0.2)
         for seq in (1, 3):
-            c._queue.put(_Message(TOPIC, msg(seq, 1.0, t0=NOW - 600 + seq), time.time(), seq, 1))
+            c._queue.put(
+                _Message(TOPIC, msg(seq, 1.0, t0=NOW - 600 + seq), time.time(), seq, 1, 0, time.monotonic())
+            )
         c.drain(5)
         assert c.stats.readings_accepted == 2 and c.stats.lost == 1
         assert len(list(read_lp_dir(tmp_path / "override"))) == 2

@@ -10,6 +10,7 @@ import pytest
 from cloud import lineproto, points
 from cloud.lineproto import parse_line
 from cloud.registry import Sensor, Site
+from cloud.writers import StoreUnavailable
 from cloud.writers.lpfile import LpFileWriter, read_lp_dir, read_lp_file
 from wire.alerts import Alert
 from wire.telemetry import Quality, Reading
@@ -157,14 +158,12 @@ def test_lpfile_writer_splits_by_utc_day_and_round_trips(tmp_path: Path) -> None
         points.alert_line(alert()),
     ]
     w.write(lines)
-    w.flush()
     assert sorted(p.name for p in store.iterdir()) == ["readings-20250115.lp", "readings-20250116.lp"]
     day1 = list(read_lp_file(store / "readings-20250115.lp"))
     assert [p.measurement for p in day1] == ["readings", "alerts"]
     assert day1[0].tags["site_name"] == "中央 5条通, residential"
     w.write(lines[:1])  # appends; a duplicate point is the same line (idempotent in InfluxDB)
     w.close()
-    assert w.written == 4 and w.failed == 0
     assert [p.fields.get("value") for p in read_lp_dir(store)] == [42.0, 61.5, 42.0, 43.0]
     # a new writer appends to existing files
     w2 = LpFileWriter(store)
@@ -173,12 +172,12 @@ def test_lpfile_writer_splits_by_utc_day_and_round_trips(tmp_path: Path) -> None
     assert len(list(read_lp_file(store / "readings-20250116.lp"))) == 2
 
 
-def test_lpfile_writer_counts_failures(tmp_path: Path) -> None:
+def test_lpfile_writer_reports_a_failing_disk_as_unavailable(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     w = LpFileWriter(blocker / "store")
-    w.write([points.alert_line(alert())])
-    assert (w.written, w.failed) == (0, 1)
+    with pytest.raises(StoreUnavailable, match="not-a-dir"):
+        w.write([points.alert_line(alert())])
     w.close()
 
 

@@ -112,7 +112,7 @@ def _check_config(args: argparse.Namespace) -> int:
     if cfg.shard is not None:
         owned = len(shard.owned_gateways(registry))
         of = sum(1 for g in data.gateways if shard.tenant in (None, g.tenant))
-        print(f"shard:        {shard.describe()}: {owned} of {of} gateways")
+        print(f"sharding:     {shard.describe()}: {owned} of {of} gateways")
     filters = subscriptions(cfg, registry)
     shown = ", ".join(filters[:SHOWN_FILTERS]) + (
         f", ... ({len(filters) - SHOWN_FILTERS} more)" if len(filters) > SHOWN_FILTERS else ""

@@ -14,7 +14,7 @@ Threads:
 - one thread per notifier (cloud.notify.dispatch), so a slow mail server never delays anything.
 
 Gateway status (birth message / Last Will) and health messages feed gateway liveness.  A
-gateway flooding bad messages is throttled (cloud.throttle) before its messages reach the worker.
+gateway flooding bad messages is throttled (cloud.throttle): its surplus is rejected unread.
 
 A bug while processing one message is counted as reason "internal", quarantined and logged
 with its traceback once per kind; the worker keeps going.
@@ -89,7 +89,6 @@ class _Message:
     qos: int
     connection: int  # acknowledgements only go back on the connection that delivered it
     arrived: float  # time.monotonic(), for the alert latency
-    admitted: bool = True  # False: its gateway is flooding, reject it unread
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,7 +418,9 @@ class Consumer:
                 self._sink.mark(item.done)
             elif isinstance(item, _Message):
                 self._arrived = item.arrived
-                if item.admitted:
+                # Asked when the message's turn comes, not when it arrives: a flood is queued
+                # long before its first messages are found bad.
+                if self._flood.admit(_gateway_key(item.topic)):
                     self.process_message(item.topic, item.payload, item.received)
                 else:
                     self._rate_limited(item)
@@ -550,7 +551,6 @@ class Consumer:
             topic = msg.topic
         except UnicodeDecodeError:  # brokers enforce UTF-8 topics; quarantine it if one does not
             topic = repr(msg._topic)
-        admitted = self._flood.admit(_gateway_key(topic))
         self._queue.put(
             _Message(
                 topic,
@@ -560,13 +560,12 @@ class Consumer:
                 msg.qos,
                 self._connection,
                 time.monotonic(),
-                admitted,
             )
         )
 
 
 def _gateway_key(topic: str) -> str:
-    """ "tenant/gateway" of a bosai/v1/{tenant}/{gateway}/... topic, cheaply (network thread)."""
+    """ "tenant/gateway" of a bosai/v1/{tenant}/{gateway}/... topic, cheaply."""
     parts = topic.split("/", 4)
     return f"{parts[2]}/{parts[3]}" if len(parts) >= 4 else "?"
 

@@ -12,7 +12,8 @@ While throttled the gateway's valid messages are skipped too: its sequence accou
 them as lost, which is the honest account.  A healthy gateway never comes near: the edge agent
 sends valid messages, and the default budget is 200 rejections at once, 20 per second.
 
-`admit()` runs on paho's network thread, `rejected()` and `sample()` on the worker: one lock.
+The consumer asks `admit()` when a message's turn comes on the worker, not when it arrives: a
+flood is queued long before its first messages are found bad.  The lock is for stats readers.
 The table holds at most MAX_GATEWAYS entries (least recently seen dropped), so messages on
 made-up topics cannot grow it without bound.
 """

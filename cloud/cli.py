@@ -47,6 +47,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     check.set_defaults(handler=_check_config)
 
+    schema = cmds.add_parser(
+        "schema",
+        help="print the JSON Schema of the registry or the consumer config",
+        description="Print the JSON Schema of a registry file or a consumer config, for editors "
+        "(e.g. a '# yaml-language-server: $schema=...' line) and for checks in other tools.  The "
+        "schemas are also committed in docs/schemas/.",
+    )
+    schema.add_argument("which", choices=sorted(SCHEMAS), help="which file's schema")
+    schema.set_defaults(handler=_schema)
+
+
+SCHEMAS = ("consumer", "registry")
+
+
+def schema_json(which: str) -> str:
+    """The JSON Schema of a consumer config or a registry file, as committed in docs/schemas/."""
+    import json
+
+    import msgspec
+
+    from cloud.config import ConsumerConfig
+    from cloud.registry import RegistryFile
+
+    kind: type = ConsumerConfig if which == "consumer" else RegistryFile
+    return json.dumps(msgspec.json.schema(kind), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from bosai.cli import EXIT_OK
+
+    sys.stdout.write(schema_json(args.which))
+    return EXIT_OK
+
 
 def _run(args: argparse.Namespace) -> int:
     from bosai.cli import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK

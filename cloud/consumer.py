@@ -526,6 +526,9 @@ class Consumer:
         self._suback_pending = len(self._subscription_batches)
         for batch in self._subscription_batches:
             client.subscribe([(f, 1) for f in batch])
+        if not self._subscription_batches:
+            log.warning("this shard owns no registered gateway: nothing to subscribe to")
+            self._ready.set()
         self._republish_alerts(client)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:

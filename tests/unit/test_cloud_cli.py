@@ -127,3 +127,13 @@ def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
             run(*argv)
         assert exc.value.code == 0
     assert "--config" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("which", ["consumer", "registry"])
+def test_committed_json_schemas_are_up_to_date(which: str) -> None:
+    from cloud.cli import schema_json
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "schemas" / f"{which}.schema.json"
+    assert committed.read_text(encoding="utf-8") == schema_json(which), (
+        f"regenerate with: bosai cloud schema {which} > docs/schemas/{which}.schema.json"
+    )

@@ -115,6 +115,7 @@ class Consumer:
         self.registry = registry or load_registry(resolve(config_path, config.registry))
         self.clock: Clock = clock or RealClock()
         self.on_alert: list[Callable[[Alert], None]] = []
+        self._store_lines: list[str] = []  # see _store()
         self.client_id = mqttsetup.client_id(config)
         self.metrics_url: str | None = None
         self.subscriptions = mqttsetup.subscriptions(config, self.registry)
@@ -157,7 +158,7 @@ class Consumer:
         self._outputs = AlertOutputs(
             resolve(config_path, alerts.log_path),
             self._publish_alert if alerts.publish else None,
-            self._sink.put,
+            self._store,
             self.on_alert,
             self._dispatcher.submit,
         )
@@ -314,9 +315,20 @@ class Consumer:
                     self._telemetry(result, received)
             except Exception as exc:
                 self._internal_error(topic, payload, received, exc)
+        self._flush_store()
+
+    def _store(self, lines: list[str]) -> None:
+        """Lines for the store, collected while the worker holds its lock and handed to the
+        spool after (`_flush_store`): a full spool then blocks the worker, never stats readers."""
+        self._store_lines.extend(lines)
+
+    def _flush_store(self) -> None:
+        if self._store_lines:
+            lines, self._store_lines = self._store_lines, []
+            self._sink.put(lines)
 
     def _telemetry(self, result: IngestResult, received: float) -> None:
-        self._sink.put([points.reading_line(a.reading, a.sensor, a.site) for a in result.accepted])
+        self._store([points.reading_line(a.reading, a.sensor, a.site) for a in result.accepted])
         self._observe(self._engine.gateway_alive(result.tenant, result.gateway, result.sent), received)
         lines: list[str] = []
         for a in result.accepted:
@@ -340,7 +352,7 @@ class Consumer:
         for a in result.out_of_range:
             self._observe(self._engine.out_of_range(a.reading, a.sensor, a.site, a.channel), received)
         if lines:
-            self._sink.put(lines)
+            self._store(lines)
 
     def _gateway_message(
         self, where: topics.GatewayTopic, topic: str, payload: bytes, received: float
@@ -394,11 +406,12 @@ class Consumer:
                     self._journal.flush(now)
                 if time.monotonic() - self._last_health >= self.config.metrics.health_every_s:
                     self._last_health = time.monotonic()
-                    self._sink.put(health_lines(self.stats, self.client_id, self.clock.now()))
+                    self._store(health_lines(self.stats, self.client_id, self.clock.now()))
             except Exception:
                 if "tick" not in self._logged_errors:
                     self._logged_errors.add("tick")
                     log.exception("alert tick failed")
+        self._flush_store()
 
     def _run(self) -> None:
         while True:

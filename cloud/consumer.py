@@ -60,6 +60,7 @@ from cloud.notify import build_notifiers
 from cloud.notify.dispatch import Dispatcher
 from cloud.quarantine import Quarantine
 from cloud.registry import Registry, load_registry
+from cloud.sequence_store import SequenceStore
 from cloud.sink import StoreSink
 from cloud.spool import Spool
 from cloud.stats import ConsumerStats, GatewaySequence
@@ -163,6 +164,10 @@ class Consumer:
             self._dispatcher.submit,
         )
         self._alert_store = AlertStore(resolve(config_path, alerts.state_path))
+        self._sequence_store = SequenceStore(resolve(config_path, alerts.state_path))
+        known = self._sequence_store.load(self._ingestor.sequences)
+        if known:
+            log.info("sequence accounting of %d gateways resumed", known)
         self._alerts = alert_manager(alerts, self._alert_store, self._outputs)
         # Long-history detectors (new snowfall, failure forecast) resume from their journal;
         # then the alert store says which conditions are active.
@@ -254,6 +259,8 @@ class Consumer:
         self._dispatcher.close(min(NOTIFY_STOP_S, max(1.0, deadline - time.monotonic())))
         self._outputs.close()
         self._alert_store.close()
+        self._sequence_store.save(self._ingestor.sequences)
+        self._sequence_store.close()
         if self._journal is not None:
             self._journal.flush(self.clock.now())
             self._journal.close()
@@ -404,6 +411,7 @@ class Consumer:
                 self._alerts.tick(now)
                 if self._journal is not None:
                     self._journal.flush(now)
+                self._sequence_store.save(self._ingestor.sequences)
                 if time.monotonic() - self._last_health >= self.config.metrics.health_every_s:
                     self._last_health = time.monotonic()
                     self._store(health_lines(self.stats, self.client_id, self.clock.now()))

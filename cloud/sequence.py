@@ -74,10 +74,12 @@ class SequenceTracker:
         self.window = window
         self.max_gaps = max_gaps
         self.gateways: dict[tuple[str, str], GatewaySeq] = {}
+        self.changed: set[tuple[str, str]] = set()  # since the last save (cloud.sequence_store)
 
     def observe(self, tenant: str, gateway: str, seq: int, stream: str | None = None) -> str:
         """Account for one message; returns "new", "duplicate", "reordered" or "reset"."""
         key = (tenant, gateway)
+        self.changed.add(key)
         g = self.gateways.get(key)
         if g is None:
             self.gateways[key] = GatewaySeq(first=seq, highest=seq, stream=stream)

@@ -194,3 +194,19 @@ def test_new_snowfall_count_survives_a_restart(tmp_path: Path) -> None:
     fresh.process_message(TOPIC, snow_msg(1, T_SNOW + 8 * 3600, 4))
     assert fresh.stats.alerts == 0
     fresh.stop()
+
+
+def test_sequence_accounting_survives_a_restart(tmp_path: Path) -> None:
+    c = make_consumer(tmp_path)
+    c.process_message(TOPIC, msg(1, 1.0, t0=NOW - 900))
+    c.process_message(TOPIC, msg(3, 1.0, t0=NOW - 800))
+    assert (c.stats.lost, c.stats.duplicated) == (1, 0)
+    c.stop()
+    again = make_consumer(tmp_path)
+    assert again.stats.lost == 1  # the gap is remembered
+    again.process_message(TOPIC, msg(2, 1.0, t0=NOW - 850))  # arrives late: fills it
+    again.process_message(TOPIC, msg(3, 1.0, t0=NOW - 800))  # a redelivery after the restart
+    s = again.stats
+    assert (s.lost, s.reordered, s.duplicated) == (0, 1, 1)
+    assert s.sequences["demo-city/gw01"].duplicated == 1
+    again.stop()

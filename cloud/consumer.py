@@ -78,6 +78,7 @@ MAX_QUEUED_MESSAGES = 50_000  # beyond this paho's thread waits: TCP backpressur
 STOP_TIMEOUT_S = 30.0
 NOTIFY_STOP_S = 5.0  # how long stop() lets the notifiers deliver what is pending
 TICK_S = 1.0  # silence checks, reminders and duty officers' actions are looked at this often
+ACK_GROUP = 1000  # acknowledgements handed on together (one sequence-state save for them all)
 DETECTIONS_EVERY_S = 60.0  # at most one `detections` point per series per minute of sample time
 
 
@@ -164,7 +165,9 @@ class Consumer:
             self._dispatcher.submit,
         )
         self._alert_store = AlertStore(resolve(config_path, alerts.state_path))
-        self._sequence_store = SequenceStore(resolve(config_path, alerts.state_path))
+        self._sequence_store = SequenceStore(
+            resolve(config_path, alerts.state_path), fsync=config.spool.fsync
+        )
         known = self._sequence_store.load(self._ingestor.sequences)
         if known:
             log.info("sequence accounting of %d gateways resumed", known)
@@ -411,7 +414,6 @@ class Consumer:
                 self._alerts.tick(now)
                 if self._journal is not None:
                     self._journal.flush(now)
-                self._sequence_store.save(self._ingestor.sequences)
                 if time.monotonic() - self._last_health >= self.config.metrics.health_every_s:
                     self._last_health = time.monotonic()
                     self._store(health_lines(self.stats, self.client_id, self.clock.now()))
@@ -422,6 +424,7 @@ class Consumer:
         self._flush_store()
 
     def _run(self) -> None:
+        unacked: list[_Message] = []  # processed, their acknowledgement not yet handed on
         while True:
             try:
                 item = self._queue.get(timeout=TICK_S)
@@ -431,13 +434,7 @@ class Consumer:
             if now - self._last_tick >= TICK_S:
                 self._last_tick = now
                 self.tick(now)
-            if item is None:
-                continue
-            if item is _STOP:
-                return
-            if isinstance(item, _Barrier):
-                self._sink.mark(item.done)
-            elif isinstance(item, _Message):
+            if isinstance(item, _Message):
                 self._arrived = item.arrived
                 # Asked when the message's turn comes, not when it arrives: a flood is queued
                 # long before its first messages are found bad.
@@ -446,8 +443,31 @@ class Consumer:
                 else:
                     self._rate_limited(item)
                 self._arrived = None
-                # Acknowledged once the lines it produced (put before this) are on disk.
-                self._sink.put([], partial(self._ack, item))
+                unacked.append(item)
+                if len(unacked) < ACK_GROUP and not self._queue.empty():
+                    continue
+            if unacked:
+                self._hand_over_acks(unacked)
+                unacked = []
+            if item is _STOP:
+                return
+            if isinstance(item, _Barrier):
+                self._sink.mark(item.done)
+
+    def _hand_over_acks(self, messages: list[_Message]) -> None:
+        """Save the sequence accounting, then queue the acknowledgements behind the messages'
+        lines: the broker forgets a message only once its lines are on disk and its sequence
+        number is on record (otherwise a crash would leave a false gap)."""
+        with self._lock:
+            try:
+                self._sequence_store.save(self._ingestor.sequences)
+            except Exception:  # accounting only; never hold the data back for it
+                log.exception("cannot save the sequence accounting")
+        self._sink.put([], partial(self._ack_all, messages))
+
+    def _ack_all(self, messages: list[_Message]) -> None:
+        for m in messages:
+            self._ack(m)
 
     def _ack(self, msg: _Message) -> None:
         """Spool thread: the message's lines are durable; tell the broker it may forget it."""

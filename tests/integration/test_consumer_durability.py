@@ -261,12 +261,15 @@ def test_db_outage_consumer_kill_and_broker_restart_lose_nothing_and_duplicate_n
     assert set(stored) == expected, (
         f"missing {len(expected - set(stored))}, invented {len(set(stored) - expected)}"
     )
+    assert restarted.get("bosai_consumer_messages_lost") == 0  # every sequence number accounted for
     recovered = [ln for ln in consumer.logs[1].read_text().splitlines() if "from the previous run" in ln]
     assert recovered, "the restarted consumer found no spooled lines from the killed one"
     print(
         f"\nreadings published: {len(expected)}; in the database: {len(stored)} (exactly once); "
         f"spooled during the outage before the kill: {spooled_before_kill:.0f} lines; write retries "
         f"before the kill: {retries:.0f}; messages received by the restarted consumer: "
-        f"{restarted.get('bosai_consumer_messages_received_total', 0):.0f} of 350; at its start the spool "
+        f"{restarted.get('bosai_consumer_messages_received_total', 0):.0f}, of which duplicates "
+        f"{restarted.get('bosai_consumer_messages_duplicated_total', 0):.0f}; lost at the end "
+        f"{restarted.get('bosai_consumer_messages_lost', 0):.0f}; at its start the spool "
         f"held{recovered[0].split(':')[-1]}"
     )

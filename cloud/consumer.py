@@ -70,7 +70,7 @@ from wire import topics
 from wire.alerts import Alert
 from wire.clock import Clock, RealClock
 from wire.status import health_decoder, status_decoder
-from wire.telemetry import Quality, RejectReason
+from wire.telemetry import MAX_PAYLOAD_BYTES, Quality, RejectReason
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +339,9 @@ class Consumer:
 
     def _telemetry(self, result: IngestResult, received: float) -> None:
         self._store([points.reading_line(a.reading, a.sensor, a.site) for a in result.accepted])
-        self._observe(self._engine.gateway_alive(result.tenant, result.gateway, result.sent), received)
+        if result.seq_status != "unregistered":
+            alive = min(result.sent, received)
+            self._observe(self._engine.gateway_alive(result.tenant, result.gateway, alive), received)
         lines: list[str] = []
         for a in result.accepted:
             self._observe(self._engine.reading(a.reading, a.sensor, a.site, a.channel), received)
@@ -367,8 +369,20 @@ class Consumer:
     def _gateway_message(
         self, where: topics.GatewayTopic, topic: str, payload: bytes, received: float
     ) -> None:
-        """Status (birth / Last Will) and health: liveness of the gateway."""
+        """Status (birth / Last Will) and health: liveness of a registered gateway.  Times a
+        gateway claims are capped at the arrival time: a clock running ahead must not keep it
+        "alive" after it has gone."""
         gw_key = f"{where.tenant}/{where.gateway}"
+
+        def reject(reason: str, detail: str) -> None:
+            self._ingestor.reject_message(topic, gw_key, reason, detail, received, payload)
+
+        if (where.tenant, where.gateway) not in self.registry.gateways:
+            reject(RejectReason.UNKNOWN_GATEWAY, f"{gw_key} is not a registered gateway")
+            return
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            reject(RejectReason.OVERSIZE, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+            return
         try:
             if where.channel == "status":
                 status = status_decoder.decode(payload)
@@ -377,20 +391,21 @@ class Consumer:
                     obs = self._engine.gateway_will(where.tenant, where.gateway, received)
                 elif ok:
                     alive = status.since.timestamp() if status.since is not None else received
-                    obs = self._engine.gateway_alive(where.tenant, where.gateway, alive)
+                    obs = self._engine.gateway_alive(where.tenant, where.gateway, min(alive, received))
             else:
                 health = health_decoder.decode(payload)
                 ok = (health.tenant, health.gateway) == (where.tenant, where.gateway)
                 if ok:
-                    obs = self._engine.gateway_alive(where.tenant, where.gateway, health.ts.timestamp())
+                    alive = min(health.ts.timestamp(), received)
+                    obs = self._engine.gateway_alive(where.tenant, where.gateway, alive)
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-            self._ingestor.reject_message(topic, gw_key, RejectReason.SCHEMA, str(exc), received, payload)
+            reject(RejectReason.SCHEMA, str(exc))
+            return
+        except (UnicodeDecodeError, RecursionError) as exc:  # msgspec's own, for bad UTF-8 / deep nesting
+            reject(RejectReason.MALFORMED, f"{type(exc).__name__}: {exc}"[:300])
             return
         if not ok:
-            detail = f"{where.channel} message of another gateway on {topic}"
-            self._ingestor.reject_message(
-                topic, gw_key, RejectReason.TOPIC_MISMATCH, detail, received, payload
-            )
+            reject(RejectReason.TOPIC_MISMATCH, f"{where.channel} message of another gateway on {topic}")
             return
         self._observe(obs, received)
 

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 INTERNAL = "internal"  # a bug in the consumer, counted like a rejection reason
 UNREGISTERED = "unregistered"  # per-gateway counters of unregistered gateways beyond the cap
 MAX_GATEWAY_KEYS = 10_000
+MAX_WARNED = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ class IngestResult:
     tenant: str
     gateway: str
     seq: int
-    seq_status: str  # "new" | "duplicate" | "reordered" | "reset" (cloud.sequence)
+    seq_status: str  # "new" | "duplicate" | "reordered" | "reset" (cloud.sequence) | "unregistered"
     accepted: list[Accepted]
     sent: float = 0.0  # when the gateway sent the message (its clock): it was alive then
     # Readings of registered sensors rejected as out of range: not stored, but detection hears of
@@ -108,7 +109,14 @@ class Ingestor:
             self.reject_message(topic, gw_key, RejectReason.TOPIC_MISMATCH, detail, received, payload)
             return None
 
-        seq_status = self.sequences.observe(msg.tenant, msg.gateway, msg.seq, msg.stream)
+        registered = (msg.tenant, msg.gateway) in self.registry.gateways
+        # Accounting only for registered gateways: a stranger's topics must not grow the table
+        # (all its readings are rejected below as unknown sensors anyway).
+        seq_status = (
+            self.sequences.observe(msg.tenant, msg.gateway, msg.seq, msg.stream)
+            if registered
+            else "unregistered"
+        )
         accepted: list[Accepted] = []
         out_of_range: list[Accepted] = []
         for i, r in enumerate(msg.readings):
@@ -170,8 +178,14 @@ class Ingestor:
         if sensor is None:
             self.security_events += 1
             key = (tenant, gateway, r.sensor)
-            if key not in self._warned_sensors:  # once per sensor: a probe must not flood the log
+            # Once per sensor, and for at most MAX_WARNED sensors: a probe with made-up ids must
+            # neither flood the log nor grow memory (the quarantine file has every one).
+            if key not in self._warned_sensors and len(self._warned_sensors) < MAX_WARNED:
                 self._warned_sensors.add(key)
+                if len(self._warned_sensors) == MAX_WARNED:
+                    log.warning(
+                        "security: %d unknown sensors seen; no more warnings about new ones", MAX_WARNED
+                    )
                 log.warning(
                     "security: gateway %s/%s sent sensor %r, which is not registered to it",
                     tenant,

@@ -53,6 +53,7 @@ class RejectReason(enum.StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"
     PAST_TIMESTAMP = "past_timestamp"
     UNKNOWN_SENSOR = "unknown_sensor"  # not registered to this gateway and tenant (security event)
+    UNKNOWN_GATEWAY = "unknown_gateway"  # status or health of a gateway not in the registry
     OUT_OF_RANGE = "out_of_range"  # outside the registered physical range
     RATE_LIMITED = "rate_limited"  # not read: its gateway is flooding the cloud with bad messages
 
@@ -133,10 +134,17 @@ def decode_telemetry(
         raise _classify_validation_error(payload, exc) from None
     except msgspec.DecodeError as exc:
         raise DecodeError(RejectReason.MALFORMED, str(exc)) from None
+    except UnicodeDecodeError as exc:  # msgspec's error for bad UTF-8 inside a string (found by fuzzing)
+        raise DecodeError(RejectReason.MALFORMED, f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise DecodeError(RejectReason.MALFORMED, "nested too deeply") from None
 
     now = time.time() if now is None else now
     latest = now + max_future_s
     earliest = now - max_past_s
+    # `sent` says when the gateway was last alive; a clock far ahead would keep it "alive" for ever.
+    if msg.sent.timestamp() > latest:
+        raise DecodeError(RejectReason.FUTURE_TIMESTAMP, f"sent {msg.sent.isoformat()}")
     for i, r in enumerate(msg.readings):
         if r.q is Quality.OK:
             if r.value is None:
@@ -159,7 +167,11 @@ def _classify_validation_error(payload: bytes, exc: msgspec.ValidationError) -> 
         version = _envelope_decoder.decode(payload).v
     except msgspec.DecodeError:
         version = None
-    if version not in SUPPORTED_VERSIONS:
+    except (UnicodeDecodeError, RecursionError) as exc:  # msgspec's own, for bad UTF-8 / deep nesting
+        return DecodeError(RejectReason.MALFORMED, f"{type(exc).__name__}: {exc}"[:300])
+    # A number (1.0 is version 1 with a type error), not a bool (True == 1), and not a list or an
+    # object (unhashable: found by fuzzing).
+    if not (type(version) in (int, float) and version in SUPPORTED_VERSIONS):
         return DecodeError(RejectReason.UNKNOWN_VERSION, f"schema version {version!r} is not supported")
     if "with a timezone component" in text:
         return DecodeError(RejectReason.NAIVE_TIMESTAMP, text)

@@ -210,3 +210,22 @@ def test_sequence_accounting_survives_a_restart(tmp_path: Path) -> None:
     assert (s.lost, s.reordered, s.duplicated) == (0, 1, 1)
     assert s.sequences["demo-city/gw01"].duplicated == 1
     again.stop()
+
+
+@pytest.mark.parametrize(
+    "topic, payload, reason",
+    [
+        (topics.status("demo-city", "gw99"), b'{"v":1}', "unknown_gateway"),  # not in the registry
+        (topics.health("demo-city", "gw01"), b'{"tenant": "\xc3("}', "malformed"),  # bad UTF-8
+        (topics.status("demo-city", "gw01"), b'{"x": ' + b"[" * 100_000, "malformed"),  # too deep
+        (topics.status("demo-city", "gw01"), b"[" * 100_000, "schema"),  # not an object at all
+        (topics.status("demo-city", "gw01"), b"{}", "schema"),
+    ],
+)
+def test_bad_status_and_health_messages_are_rejected_with_a_reason(
+    tmp_path: Path, topic: str, payload: bytes, reason: str
+) -> None:
+    c = make_consumer(tmp_path)
+    c.process_message(topic, payload)
+    assert c.stats.rejected_by_reason == {reason: 1}
+    c.stop()

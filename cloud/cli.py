@@ -47,6 +47,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     check.set_defaults(handler=_check_config)
 
+    quarantine = cmds.add_parser(
+        "quarantine",
+        help="summarize the quarantine file: rejections by gateway and reason",
+        description="Summarize the consumer's quarantine file: how many messages or readings each "
+        "gateway had rejected, for which reason, when first and last, with the latest detail.  For "
+        "technicians tracking down a misconfigured gateway or a probing client.",
+    )
+    quarantine.add_argument(
+        "--config", type=Path, required=True, metavar="FILE", help="consumer config (YAML)"
+    )
+    quarantine.add_argument(
+        "--since",
+        metavar="TIME",
+        help="only entries received since this ISO 8601 UTC time, e.g. 2026-11-22T06:00",
+    )
+    quarantine.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    quarantine.set_defaults(handler=_quarantine)
+
     schema = cmds.add_parser(
         "schema",
         help="print the JSON Schema of the registry or the consumer config",
@@ -78,6 +96,47 @@ def _schema(args: argparse.Namespace) -> int:
     from bosai.cli import EXIT_OK
 
     sys.stdout.write(schema_json(args.which))
+    return EXIT_OK
+
+
+def _quarantine(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from bosai.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+    from cloud.config import load_consumer_config, resolve
+    from cloud.quarantine import summarize
+    from wire.configfile import ConfigError
+
+    try:
+        cfg = load_consumer_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    if cfg.quarantine_path is None:
+        print(f"{args.config}: the quarantine file is off (quarantine_path)", file=sys.stderr)
+        return EXIT_CONFIG
+    path = resolve(args.config, cfg.quarantine_path)
+    try:
+        groups, unreadable = summarize(path, args.since)
+    except FileNotFoundError:
+        print(f"no quarantine file yet at {path}: nothing has been rejected")
+        return EXIT_OK
+    except OSError as exc:
+        print(f"cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        for g in groups:
+            print(json.dumps(asdict(g), ensure_ascii=False))
+    else:
+        total = sum(g.count for g in groups)
+        print(f"{path}: {total} rejections" + (f" since {args.since}" if args.since else ""))
+        if groups:
+            print(f"{'count':>7}  {'gateway':<28} {'reason':<22} {'last received':<24} latest detail")
+        for g in groups:
+            print(f"{g.count:>7}  {g.gateway:<28} {g.reason:<22} {g.last:<24} {g.example[:80]}")
+    if unreadable:
+        print(f"({unreadable} lines were not quarantine entries)", file=sys.stderr)
     return EXIT_OK
 
 

@@ -17,6 +17,7 @@ import base64
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -119,3 +120,45 @@ def _as_text(raw: bytes, truncated: bool) -> tuple[str, str]:
         except UnicodeDecodeError:
             continue
     return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+@dataclass
+class QuarantineGroup:
+    """Rejections of one gateway for one reason (cloud CLI: `bosai cloud quarantine`)."""
+
+    gateway: str  # "tenant/gateway" of the topic, or the topic itself when it names none
+    reason: str
+    count: int
+    first: str  # ISO arrival times
+    last: str
+    example: str  # the latest detail
+
+
+def summarize(path: Path, since: str | None = None) -> tuple[list[QuarantineGroup], int]:
+    """Group a quarantine file by gateway and reason, most frequent first; entries received
+    before `since` (ISO 8601, compared as text in UTC) are skipped.  Also returns the number of
+    lines that are not quarantine entries (a torn last line, a hand edit)."""
+    decoder = msgspec.json.Decoder(QuarantineEntry)
+    groups: dict[tuple[str, str], QuarantineGroup] = {}
+    unreadable = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                e = decoder.decode(raw)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                unreadable += 1
+                continue
+            if since is not None and e.received < since:
+                continue
+            where = topics.parse_gateway_topic(e.topic)
+            gateway = f"{where.tenant}/{where.gateway}" if where else e.topic
+            g = groups.get((gateway, e.reason))
+            if g is None:
+                groups[(gateway, e.reason)] = QuarantineGroup(
+                    gateway, e.reason, 1, e.received, e.received, e.detail
+                )
+            else:
+                g.count += 1
+                g.first, g.last = min(g.first, e.received), max(g.last, e.received)
+                g.example = e.detail
+    return sorted(groups.values(), key=lambda g: (-g.count, g.gateway, g.reason)), unreadable

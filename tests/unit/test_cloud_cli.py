@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -137,3 +138,41 @@ def test_committed_json_schemas_are_up_to_date(which: str) -> None:
     assert committed.read_text(encoding="utf-8") == schema_json(which), (
         f"regenerate with: bosai cloud schema {which} > docs/schemas/{which}.schema.json"
     )
+
+
+def test_quarantine_summary_groups_by_gateway_and_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cloud.quarantine import Quarantine
+
+    config = write_config(tmp_path)
+    assert run("cloud", "quarantine", "--config", str(config)) == 0
+    assert "nothing has been rejected" in capsys.readouterr().out
+    q = Quarantine(tmp_path / "quarantine.jsonl")  # the default path, next to the config
+    t = 1_763_700_000.0
+    for i in range(3):
+        q.add(
+            topic="bosai/v1/c/gw01/telemetry",
+            reason="malformed",
+            detail=f"bad {i}",
+            received=t + i,
+            payload=b"x",
+        )
+    q.add(
+        topic="bosai/v1/c/gw02/telemetry", reason="unknown_sensor", detail="s9", received=t + 9, payload=b"{}"
+    )
+    q.close()
+    with open(tmp_path / "quarantine.jsonl", "a") as f:
+        f.write('{"torn": ')
+    assert run("cloud", "quarantine", "--config", str(config)) == 0
+    captured = capsys.readouterr()
+    rows = captured.out.splitlines()
+    assert "4 rejections" in rows[0]
+    assert rows[2].split()[:3] == ["3", "c/gw01", "malformed"] and rows[2].endswith("bad 2")
+    assert rows[3].split()[:3] == ["1", "c/gw02", "unknown_sensor"]
+    assert "1 lines were not quarantine entries" in captured.err
+    assert (
+        run("cloud", "quarantine", "--config", str(config), "--json", "--since", "2025-11-21T04:40:05") == 0
+    )
+    groups = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(g["gateway"], g["count"]) for g in groups] == [("c/gw02", 1)]

@@ -85,7 +85,8 @@ class StoreSink:
         What it did not take stays in the spool for the next start."""
         deadline = time.monotonic() + timeout
         self.spool.close(max(1.0, deadline - time.monotonic()))
-        while self.spool.pending_lines and time.monotonic() < deadline and self._thread.is_alive():
+        # A store that is down gets no grace period: the lines are safe in the spool anyway.
+        while self.spool.pending_lines and time.monotonic() < deadline and not self.failing:
             time.sleep(0.05)
         if self.spool.pending_lines:
             log.warning(

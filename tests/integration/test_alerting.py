@@ -62,6 +62,7 @@ from simulators.gateway_config import write_gateway_config
 from simulators.runner import SimulatorSet, default_scenario_path, load_scenario
 from simulators.truth import read_truth
 from tests.servers import Mosquitto, free_port
+from tests.waiting import wait_for as wait_until
 from wire import topics
 from wire.alerts import Alert, alert_decoder
 from wire.clock import ScaledClock
@@ -72,14 +73,6 @@ pytestmark = pytest.mark.integration
 
 TIMEOUT = 20.0  # generous: every wait below normally ends within a second or two
 DASHBOARD = "https://grafana.example.jp/d/bosai-overview?var-site={site}&var-sensor={sensor}"
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.02)
 
 
 # -- receivers ---------------------------------------------------------------------------------

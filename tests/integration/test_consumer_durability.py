@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from paho.mqtt.properties import Properties
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import Mosquitto, VictoriaMetrics, free_port, http_request
+from tests.waiting import wait_for
 from wire import topics
 
 pytestmark = pytest.mark.integration
@@ -151,14 +151,6 @@ class ConsumerProcess:
             return "(never started)"
         text = self.logs[-1].read_text(errors="replace").splitlines()[-lines:]
         return f"--- last {lines} lines of {self.logs[-1]}:\n" + "\n".join(text)
-
-
-def wait_for(cond: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def stored_ms(victoria: VictoriaMetrics) -> list[int]:

@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ from simulators.runner import Endpoints, SimulatorSet, default_scenario_path, lo
 from simulators.uplink import LinkWindow, UplinkProxy, UplinkStats, via_proxy
 from tests.pipeline import write_consumer_config
 from tests.servers import Mosquitto, VictoriaMetrics
+from tests.waiting import wait_for
 from wire import topics
 from wire.clock import ScaledClock
 from wire.telemetry import DecodeError, Quality, Telemetry, decode_telemetry
@@ -344,14 +345,6 @@ class Outage:
     @property
     def seconds(self) -> float:
         return self.end - self.start
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.05)
 
 
 def broker_outage(

@@ -26,7 +26,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from cloud.writers.lpfile import read_lp_dir
 from tests import hostile
 from tests.hostile import GOOD_GATEWAY, GOOD_SENSOR, HOSTILE_GATEWAY, KIND, TENANT, UNIT
 from tests.servers import Mosquitto
+from tests.waiting import wait_for
 from wire import topics
 from wire.telemetry import DecodeError, RejectReason, decode_telemetry
 
@@ -54,14 +55,6 @@ WAIT_S = 120.0  # generous: a loaded 2-core box, fsync'd spool
 GOOD_KEY = f"{TENANT}/{GOOD_GATEWAY}"
 HOSTILE_KEY = f"{TENANT}/{HOSTILE_GATEWAY}"
 RATE_LIMITED = RejectReason.RATE_LIMITED.value
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
 
 
 class Client:
@@ -82,7 +75,7 @@ class Client:
         self.infos.append(self.client.publish(topic, payload, qos=1))
 
     def wait_acknowledged(self) -> None:
-        wait_for(lambda: all(i.is_published() for i in self.infos), "PUBACKs from the broker")
+        wait_for(lambda: all(i.is_published() for i in self.infos), "PUBACKs from the broker", WAIT_S)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -184,7 +177,7 @@ def test_hostile_flood_next_to_a_good_gateway(
     good.publish(good_topic, good_message(last, t0, time.time()))
     good.wait_acknowledged()
     total = sent_bad + last
-    wait_for(lambda: consumer.stats.messages >= total, f"the consumer to read {total} messages")
+    wait_for(lambda: consumer.stats.messages >= total, f"the consumer to read {total} messages", WAIT_S)
     consumer.drain(WAIT_S)
     good.close()
     bad.close()

@@ -19,7 +19,6 @@ exact topics, 100 per SUBSCRIBE packet, and hears its own gateways and only thos
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -37,6 +36,7 @@ from cloud.points import READINGS
 from cloud.shard import shard_of
 from cloud.writers.lpfile import read_lp_dir
 from tests.servers import Mosquitto
+from tests.waiting import wait_for
 from wire import topics
 from wire.telemetry import Reading, Telemetry, encode
 
@@ -144,13 +144,6 @@ def _publish(mosquitto: Mosquitto, messages: list[tuple[str, bytes]]) -> None:
         client.loop_stop()
 
 
-def _wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def consumers(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[list[Consumer]]:
     registry = tmp_path / "registry.yaml"
@@ -189,7 +182,7 @@ def test_each_gateway_is_handled_by_exactly_one_shard(
     _publish(mosquitto, [(topics.telemetry("city-a", "gw-rogue"), encode(rogue)), *messages])
 
     want = {i: MESSAGES_PER_GATEWAY * len(owned[i]) for i in range(SHARDS)}
-    _wait_for(
+    wait_for(
         lambda: all(c.stats.messages >= want[i] for i, c in enumerate(consumers)),
         f"messages {want} (have {[c.stats.messages for c in consumers]})",
     )
@@ -253,7 +246,7 @@ def test_a_shard_of_a_large_registry_subscribes_in_batches(tmp_path: Path, mosqu
         _publish(mosquitto, messages)
         mine = {f"{t}/{g}" for t, g in sample if _owner((t, g)) == 0}
         assert 0 < len(mine) < len(sample)
-        _wait_for(lambda: consumer.stats.messages >= len(mine), f"{len(mine)} messages")
+        wait_for(lambda: consumer.stats.messages >= len(mine), f"{len(mine)} messages")
         consumer.drain(WAIT_S)
         stats = consumer.stats
     finally:

@@ -20,7 +20,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from cloud.lineproto import ParsedLine
 from cloud.points import READINGS
 from cloud.writers.lpfile import read_lp_dir
 from tests.servers import Mosquitto, write_password_file
+from tests.waiting import wait_for
 from wire import topics
 
 pytestmark = pytest.mark.integration
@@ -86,14 +87,6 @@ topic read bosai/v1/+/+/status
 topic read bosai/v1/+/+/health
 topic readwrite bosai/v1/+/alerts/#
 """
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def iso(t: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -10,11 +11,12 @@ from tests.servers import Mosquitto, VictoriaMetrics
 
 
 def write_consumer_config(
-    tmp: Path, broker: Mosquitto, victoria: VictoriaMetrics, registry: Path, client_id: str
+    tmp: Path, broker: Mosquitto, victoria: VictoriaMetrics, registry: Path, client_id: str, **sections: Any
 ) -> Path:
     """consumer.yaml in `tmp`: MQTT 5 to `broker`, influxdb-client writes to `victoria` in
-    batches of 500 every 200 ms, alert log and quarantine next to it."""
-    raw = {
+    batches of 500 every 200 ms, alert log and quarantine next to it (spool and alert state too,
+    by their defaults relative to the file); `sections` add or replace top-level sections."""
+    raw: dict[str, Any] = {
         "mqtt": {"url": broker.url, "protocol": "5", "allow_insecure": True, "client_id": client_id},
         "registry": str(registry),
         "store": {
@@ -27,6 +29,7 @@ def write_consumer_config(
         },
         "alerts": {"log_path": str(tmp / "alerts.jsonl")},
         "quarantine_path": str(tmp / "quarantine.jsonl"),
+        **sections,
     }
     path = tmp / "consumer.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")

@@ -28,16 +28,15 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.pipeline import write_consumer_config
 from tests.servers import Mosquitto, VictoriaMetrics, free_port, http_request
 from tests.waiting import wait_for
 from wire import topics
@@ -160,29 +159,8 @@ def stored_ms(victoria: VictoriaMetrics) -> list[int]:
 
 
 def write_config(tmp: Path, broker: Mosquitto, victoria: VictoriaMetrics, metrics_port: int) -> Path:
-    raw: dict[str, Any] = {
-        "mqtt": {
-            "url": broker.url,
-            "protocol": "5",
-            "allow_insecure": True,
-            "client_id": "durability-consumer",
-        },
-        "registry": str(REGISTRY),
-        "store": {
-            "type": "influxdb",
-            "url": victoria.url,
-            "org": "bosai",
-            "bucket": "bosai",
-            "batch_size": 500,
-        },
-        "spool": {"path": str(tmp / "spool")},
-        "metrics": {"listen": f"127.0.0.1:{metrics_port}", "health_every_s": 5},
-        "alerts": {"log_path": str(tmp / "alerts.jsonl"), "state_path": str(tmp / "alerts.db")},
-        "quarantine_path": str(tmp / "quarantine.jsonl"),
-    }
-    path = tmp / "consumer.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return path
+    metrics = {"listen": f"127.0.0.1:{metrics_port}", "health_every_s": 5}
+    return write_consumer_config(tmp, broker, victoria, REGISTRY, "durability-consumer", metrics=metrics)
 
 
 def test_db_outage_consumer_kill_and_broker_restart_lose_nothing_and_duplicate_nothing(

@@ -62,13 +62,14 @@ from cloud.quarantine import Quarantine
 from cloud.registry import Registry, load_registry
 from cloud.sequence_store import SequenceStore
 from cloud.sink import StoreSink
-from cloud.spool import Spool
+from cloud.spool import Spool, SpoolBusy
 from cloud.stats import ConsumerStats, GatewaySequence
 from cloud.throttle import FloodGuard
 from cloud.writers import TeeWriter, Writer, open_writer
 from wire import topics
 from wire.alerts import Alert
 from wire.clock import Clock, RealClock
+from wire.configfile import ConfigError
 from wire.status import health_decoder, status_decoder
 from wire.telemetry import MAX_PAYLOAD_BYTES, Quality, RejectReason
 
@@ -139,12 +140,15 @@ class Consumer:
         if config.archive is not None:
             self._writer = TeeWriter(self._writer, open_writer(config.archive, self.config_path))
         sp = config.spool
-        self._spool = Spool(
-            resolve(config_path, sp.path),
-            max_bytes=sp.max_bytes,
-            segment_bytes=sp.segment_bytes,
-            fsync=sp.fsync,
-        )
+        try:
+            self._spool = Spool(
+                resolve(config_path, sp.path),
+                max_bytes=sp.max_bytes,
+                segment_bytes=sp.segment_bytes,
+                fsync=sp.fsync,
+            )
+        except SpoolBusy as exc:  # two consumers on one spool: give each shard its own directory
+            raise ConfigError(config_path, "spool: field 'path'", str(exc)) from None
         store = store_override or config.store
         influx = store if isinstance(store, InfluxStore) else None
         self._sink = StoreSink(

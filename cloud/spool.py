@@ -27,6 +27,7 @@ run in that order on the spool's thread.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import queue
@@ -67,6 +68,10 @@ class _Entry:
 _STOP = _Entry([])
 
 
+class SpoolBusy(RuntimeError):
+    """Another process has the spool: two writers would interleave and both drain it."""
+
+
 class Spool:
     def __init__(
         self,
@@ -91,6 +96,7 @@ class Spool:
         self._behind_since: float | None = None  # monotonic time the spool last stopped being empty
 
         directory.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock(directory)
         self._segments = self._recover()
         self._cursor = self._read_cursor()
         for n in [n for n in self._segments if n < self._cursor.segment]:  # stored, not yet removed
@@ -138,6 +144,7 @@ class Spool:
             log.warning("spool thread did not finish within %.0f s", timeout)
             return
         self._write_file.close()
+        self._lock_file.close()  # releases the lock
 
     def close_reader(self) -> None:
         """After the last read (the store thread has stopped)."""
@@ -412,3 +419,15 @@ def _last_newline_end(f: BinaryIO, size: int) -> int:
         if i >= 0:
             return pos + i + 1
     return 0
+
+
+def _lock(directory: Path) -> BinaryIO:
+    """An exclusive lock on the spool directory for this process's lifetime (released by the OS
+    when the process dies, so a killed consumer never leaves a stale lock)."""
+    f = open(directory / "lock", "ab+")  # noqa: SIM115 - held open as the lock
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise SpoolBusy(f"spool {directory} is in use by another consumer process") from None
+    return f

@@ -231,3 +231,16 @@ def test_retry_after_takes_seconds_or_an_http_date(value: str, expected: float |
 
     now = datetime.fromisoformat("2015-10-21T07:27:00+00:00").timestamp()
     assert retry_after_s(value, now=now) == expected
+
+
+def test_two_processes_cannot_share_a_spool(tmp_path: Path) -> None:
+    from cloud.spool import SpoolBusy
+
+    first = Spool(tmp_path, fsync=False)
+    with pytest.raises(SpoolBusy, match="in use"):
+        Spool(tmp_path, fsync=False)
+    first.close()
+    first.close_reader()
+    second = Spool(tmp_path, fsync=False)  # free again
+    second.close()
+    second.close_reader()

@@ -625,6 +625,7 @@ def test_memory_is_bounded_under_a_hostile_stream(registry: Registry, tmp_path: 
     quarantine.close()
     assert ing.messages == WARM_UP + MESSAGES
     growth = after - warm
+    print(f"\nhostile stream: {MESSAGES} messages after {WARM_UP} warm-up; traced memory grew {growth} bytes")
     assert growth < MAX_GROWTH_BYTES, (
         f"memory grew by {growth / 1e6:.1f} MB over {MESSAGES} hostile messages "
         f"({growth / MESSAGES:.0f} bytes per message)"

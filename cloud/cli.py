@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from typing import Any
 from pathlib import Path
 from types import FrameType
 
@@ -89,7 +90,23 @@ def schema_json(which: str) -> str:
     from cloud.registry import RegistryFile
 
     kind: type = ConsumerConfig if which == "consumer" else RegistryFile
-    return json.dumps(msgspec.json.schema(kind), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    schema = _clean_descriptions(msgspec.json.schema(kind))
+    return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def _clean_descriptions(node: Any) -> Any:
+    """Docstrings dedented (inspect.cleandoc): msgspec 0.19 did it, later versions keep the
+    source's indentation, and the committed schema must not depend on the installed version."""
+    import inspect
+
+    if isinstance(node, dict):
+        return {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _clean_descriptions(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(v) for v in node]
+    return node
 
 
 def _schema(args: argparse.Namespace) -> int:

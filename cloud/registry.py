@@ -160,6 +160,10 @@ class Gateway(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Offline (maintenance alert) when nothing arrived from it for this long; set it above the
     # gateway's health_interval and batch interval.  None: only its Last Will counts.
     offline_after_s: Positive | None = 600.0
+    # Set by `bosai gateway revoke` (ISO time).  A revoked gateway and its sensors stay in the
+    # file for the record but are unknown at runtime: anything still arriving under its name is
+    # rejected and counted as a security event.
+    revoked: str | None = None
 
 
 class RoadClass(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -185,12 +189,35 @@ class RegistryFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     gateways: list[Gateway]
     sensors: list[Sensor]
     road_classes: dict[str, RoadClass] = {}  # added to (and overriding) DEFAULT_ROAD_CLASSES
+    # Glob patterns of fragment files (relative to this file) whose entities are added to these,
+    # e.g. "gateways.d/*/*.yaml": `bosai gateway provision` writes one fragment per gateway there,
+    # so the hand-written file is never rewritten by a tool.
+    include: list[str] = []
+
+
+class RegistryFragment(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """An included file: the same lists, each optional."""
+
+    tenants: list[Tenant] = []
+    sites: list[Site] = []
+    gateways: list[Gateway] = []
+    sensors: list[Sensor] = []
 
 
 class Registry:
-    """Lookup structure built from a RegistryFile (sensor ids are unique per tenant)."""
+    """Lookup structure built from a RegistryFile (sensor ids are unique per tenant).
+
+    Revoked gateways and their sensors are left out of `data` and every lookup; their keys are
+    in `revoked`."""
 
     def __init__(self, data: RegistryFile) -> None:
+        self.revoked = {(g.tenant, g.id) for g in data.gateways if g.revoked is not None}
+        if self.revoked:
+            data = msgspec.structs.replace(
+                data,
+                gateways=[g for g in data.gateways if (g.tenant, g.id) not in self.revoked],
+                sensors=[s for s in data.sensors if (s.tenant, s.gateway) not in self.revoked],
+            )
         self.data = data
         self.tenants = {t.id: t for t in data.tenants}
         self.sites = {(s.tenant, s.id): s for s in data.sites}
@@ -214,7 +241,25 @@ class Registry:
 
 def load_registry(path: str | Path) -> Registry:
     data = configfile.load(path, RegistryFile)
-    tenants = {t.id for t in data.tenants}
+    fragments = [(Path(path), RegistryFragment(data.tenants, data.sites, data.gateways, data.sensors))]
+    for pattern in data.include:
+        for fragment_path in sorted(Path(path).parent.glob(pattern)):
+            fragments.append((fragment_path, configfile.load(fragment_path, RegistryFragment)))
+    for file, fragment in fragments:
+        _check_file(file, fragment)
+    merged = msgspec.structs.replace(
+        data,
+        tenants=[t for _, f in fragments for t in f.tenants],
+        sites=[s for _, f in fragments for s in f.sites],
+        gateways=[g for _, f in fragments for g in f.gateways],
+        sensors=[s for _, f in fragments for s in f.sensors],
+    )
+    _check_references(fragments, merged)
+    return Registry(merged)
+
+
+def _check_file(path: Path, data: RegistryFragment) -> None:
+    """What can be checked within one file: time zones, thresholds, detection settings."""
     for i, t in enumerate(data.tenants):
         try:
             ZoneInfo(t.timezone)
@@ -222,43 +267,8 @@ def load_registry(path: str | Path) -> Registry:
             raise ConfigError(
                 path, f"tenants[{i}] (id {t.id!r}): field 'timezone'", f"unknown time zone {t.timezone!r}"
             ) from None
-    seen: set[tuple[str, str]] = set()
-
-    def check_tenant(where: str, tenant: str) -> None:
-        if tenant not in tenants:
-            raise ConfigError(path, f"{where}: field 'tenant'", f"no tenant {tenant!r}")
-
-    groups: tuple[tuple[str, Sequence[Site | Gateway | Sensor]], ...] = (
-        ("sites", data.sites),
-        ("gateways", data.gateways),
-        ("sensors", data.sensors),
-    )
-    for kind, items in groups:
-        seen.clear()
-        for i, item in enumerate(items):
-            where = f"{kind}[{i}] (id {item.id!r})"
-            check_tenant(where, item.tenant)
-            if (item.tenant, item.id) in seen:
-                raise ConfigError(path, f"{where}: field 'id'", f"duplicate id in tenant {item.tenant!r}")
-            seen.add((item.tenant, item.id))
-    road_classes = {**DEFAULT_ROAD_CLASSES, **data.road_classes}
-    for i, site in enumerate(data.sites):
-        if site.road_class is not None and site.road_class not in road_classes:
-            raise ConfigError(
-                path,
-                f"sites[{i}] (id {site.id!r}): field 'road_class'",
-                f"no road class {site.road_class!r} (known: {', '.join(sorted(road_classes))})",
-            )
-    site_ids = {(s.tenant, s.id) for s in data.sites}
-    gw_ids = {(g.tenant, g.id) for g in data.gateways}
     for i, s in enumerate(data.sensors):
         where = f"sensors[{i}] (id {s.id!r})"
-        if (s.tenant, s.site) not in site_ids:
-            raise ConfigError(path, f"{where}: field 'site'", f"no site {s.site!r} in tenant {s.tenant!r}")
-        if (s.tenant, s.gateway) not in gw_ids:
-            raise ConfigError(
-                path, f"{where}: field 'gateway'", f"no gateway {s.gateway!r} in tenant {s.tenant!r}"
-            )
         for kind_name, ch in s.channels.items():
             cw = f"{where}: channels: {kind_name}"
             levels = [t.level for t in ch.thresholds]
@@ -275,7 +285,52 @@ def load_registry(path: str | Path) -> Registry:
             if ch.range is not None and ch.range[0] >= ch.range[1]:
                 raise ConfigError(path, f"{cw}: field 'range'", "min must be below max")
             _check_detection(path, cw, ch)
-    return Registry(data)
+
+
+def _check_references(fragments: list[tuple[Path, RegistryFragment]], data: RegistryFile) -> None:
+    """Ids unique per tenant across all files, and every reference resolving; errors name the
+    file the entity came from."""
+    tenants = {t.id for t in data.tenants}
+    seen_tenants: set[str] = set()
+    road_classes = {**DEFAULT_ROAD_CLASSES, **data.road_classes}
+    site_ids = {(s.tenant, s.id) for s in data.sites}
+    gw_ids = {(g.tenant, g.id) for g in data.gateways}
+    seen: dict[str, set[tuple[str, str]]] = {"sites": set(), "gateways": set(), "sensors": set()}
+    for path, fragment in fragments:
+        for i, t in enumerate(fragment.tenants):
+            if t.id in seen_tenants:
+                raise ConfigError(path, f"tenants[{i}] (id {t.id!r}): field 'id'", "duplicate tenant id")
+            seen_tenants.add(t.id)
+        groups: tuple[tuple[str, Sequence[Site | Gateway | Sensor]], ...] = (
+            ("sites", fragment.sites),
+            ("gateways", fragment.gateways),
+            ("sensors", fragment.sensors),
+        )
+        for kind, items in groups:
+            for i, item in enumerate(items):
+                where = f"{kind}[{i}] (id {item.id!r})"
+                if item.tenant not in tenants:
+                    raise ConfigError(path, f"{where}: field 'tenant'", f"no tenant {item.tenant!r}")
+                if (item.tenant, item.id) in seen[kind]:
+                    raise ConfigError(path, f"{where}: field 'id'", f"duplicate id in tenant {item.tenant!r}")
+                seen[kind].add((item.tenant, item.id))
+        for i, site in enumerate(fragment.sites):
+            if site.road_class is not None and site.road_class not in road_classes:
+                raise ConfigError(
+                    path,
+                    f"sites[{i}] (id {site.id!r}): field 'road_class'",
+                    f"no road class {site.road_class!r} (known: {', '.join(sorted(road_classes))})",
+                )
+        for i, s in enumerate(fragment.sensors):
+            where = f"sensors[{i}] (id {s.id!r})"
+            if (s.tenant, s.site) not in site_ids:
+                raise ConfigError(
+                    path, f"{where}: field 'site'", f"no site {s.site!r} in tenant {s.tenant!r}"
+                )
+            if (s.tenant, s.gateway) not in gw_ids:
+                raise ConfigError(
+                    path, f"{where}: field 'gateway'", f"no gateway {s.gateway!r} in tenant {s.tenant!r}"
+                )
 
 
 def rate_factor(series_unit: str, rate_unit: str) -> float | None:

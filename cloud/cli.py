@@ -7,9 +7,9 @@ import logging
 import signal
 import sys
 import threading
-from typing import Any
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 log = logging.getLogger(__name__)
 

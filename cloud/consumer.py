@@ -402,8 +402,11 @@ class Consumer:
                 if ok:
                     alive = min(health.ts.timestamp(), received)
                     obs = self._engine.gateway_alive(where.tenant, where.gateway, alive)
-        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        except msgspec.ValidationError as exc:
             reject(RejectReason.SCHEMA, str(exc))
+            return
+        except msgspec.DecodeError as exc:  # not JSON; bad UTF-8 too from msgspec 0.20
+            reject(RejectReason.MALFORMED, str(exc)[:300])
             return
         except (UnicodeDecodeError, RecursionError) as exc:  # msgspec's own, for bad UTF-8 / deep nesting
             reject(RejectReason.MALFORMED, f"{type(exc).__name__}: {exc}"[:300])

@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cloud import cli as cloud_cli
     from cloud.alerts import cli as alerts_cli
     from edge import cli as edge_cli
+    from provision import cli as provision_cli
     from simulators import cli as sim_cli
 
     parser = argparse.ArgumentParser(
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cli.register(sub)
     sim_cli.register(sub)
     edge_cli.register(sub)
+    provision_cli.register(sub)
     cloud_cli.register(sub)
     alerts_cli.register(sub)
     evaluate_cli.register(sub)

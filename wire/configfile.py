@@ -133,6 +133,20 @@ def read_secret(config_path: str | Path, where: str, relative: str) -> str:
     never appears in a message.
     """
     path = resolve(config_path, relative)
+    check_private(config_path, where, path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(config_path, where, f"cannot read {path}: {exc.__class__.__name__}") from None
+    lines = text.splitlines()
+    secret = lines[0].strip() if lines else ""
+    if not secret:
+        raise ConfigError(config_path, where, f"{path} is empty")
+    return secret
+
+
+def check_private(config_path: str | Path, where: str, path: Path) -> None:
+    """ConfigError unless `path` exists and only its owner may read it (mode 0600 or stricter)."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -146,15 +160,6 @@ def read_secret(config_path: str | Path, where: str, relative: str) -> str:
             f"{path} can be read by group or others (mode {stat.filemode(mode)}); "
             f"refusing to use it: run 'chmod 600 {path}'",
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(config_path, where, f"cannot read {path}: {exc.__class__.__name__}") from None
-    lines = text.splitlines()
-    secret = lines[0].strip() if lines else ""
-    if not secret:
-        raise ConfigError(config_path, where, f"{path} is empty")
-    return secret
 
 
 def index_by_id(path: str | Path, section: str, items: Iterable[E]) -> dict[str, E]:

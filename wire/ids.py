@@ -10,7 +10,9 @@ from typing import Annotated
 
 import msgspec
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# `(?!\n)$`, not plain `$`: in Python `$` also matches before a final newline, so "gw01\n" would
+# pass; `\Z` would be exact but is not a JSON-Schema (ECMA 262) regex, and the schemas reuse this.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(?!\n)$"
 _ID_RE = re.compile(ID_PATTERN)
 
 Ident = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from wire.configfile import ConfigError, read_secret, resolve
+from wire.configfile import ConfigError, check_private, read_secret, resolve
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ def tls_context(tls: TlsConfig, config_path: str | Path) -> ssl.SSLContext:
     if tls.cert_file:
         cert = resolve(config_path, tls.cert_file)
         key = resolve(config_path, tls.key_file) if tls.key_file else None
+        # The private key must be as private as a password file (read_secret's rule); a key
+        # inside the certificate file would have to be too.
+        check_private(config_path, f"{where}: field {'key_file' if key else 'cert_file'!r}", key or cert)
         try:
             ctx.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as exc:

@@ -29,9 +29,12 @@ def _imports(package: str) -> set[tuple[str, str]]:
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
-        ("cloud", {"edge", "simulators"}),
-        ("edge", CLOUD_ONLY | {"simulators"}),
-        ("wire", {"edge", "cloud", "simulators", "bosai", "paho", "pymodbus", "serial"} | CLOUD_ONLY),
+        ("cloud", {"edge", "simulators", "provision"}),
+        ("edge", CLOUD_ONLY | {"simulators", "provision"}),
+        (
+            "wire",
+            {"edge", "cloud", "provision", "simulators", "bosai", "paho", "pymodbus", "serial"} | CLOUD_ONLY,
+        ),
     ],
 )
 def test_package_does_not_import(package: str, forbidden: set[str]) -> None:
@@ -52,7 +55,8 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 import edge.agent, edge.drivers.modbus_rtu, edge.drivers.modbus_tcp, edge.drivers.ascii_serial
 from bosai.cli import main
-for argv in (["--help"], ["edge", "--help"], ["edge", "run", "--help"]):
+for argv in (["--help"], ["edge", "--help"], ["edge", "run", "--help"], ["gateway", "--help"],
+             ["gateway", "install", "--help"]):
     try:
         main(argv)
     except SystemExit as exc:

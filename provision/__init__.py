@@ -1,0 +1,1 @@
+"""Operator-side provisioning: PKI, broker files, bundles."""

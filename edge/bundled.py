@@ -16,6 +16,7 @@ instead of running with old credentials or thresholds.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,8 +85,12 @@ def install(
     state_dir: Path,
     *,
     new_identity: bool = False,
+    owner: str | None = None,
 ) -> Accepted:
     """Put a bundle in place for the agent (first install or update).
+
+    `owner`: the agent's user (the systemd unit runs it as `bosai`); when given, the bundle and
+    the state folder are handed to it, since the agent must read its 0600 secrets.
 
     The trust anchor is installed from `trust_key` on the first install only; later bundles must
     be signed by a key the gateway already trusts (a different key is refused, so a stolen laptop
@@ -119,4 +124,20 @@ def install(
         tmp.chmod(0o600)
         tmp.write_bytes(bundle_path.read_bytes())
         tmp.replace(target)
+    if owner is not None:
+        _hand_over([target, state_dir, *state_dir.rglob("*")], owner)
     return accepted
+
+
+def _hand_over(paths: list[Path], owner: str) -> None:
+    import pwd
+
+    try:
+        user = pwd.getpwnam(owner)
+    except KeyError:
+        raise BundleError(
+            f"no user {owner!r} on this gateway "
+            "(create it: systemd-sysusers deploy/systemd/bosai.sysusers.conf)"
+        ) from None
+    for path in paths:
+        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)

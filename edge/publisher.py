@@ -57,6 +57,9 @@ WINDOW = 20  # messages handed to paho and not yet acknowledged (paho's default 
 ACK_FLUSH_DELAY = 0.05  # real seconds: PUBACKs arriving together are deleted in one transaction
 RECONNECT_MIN, RECONNECT_MAX = 1, 60  # seconds, paho's reconnect backoff
 NO_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason code "No matching subscribers"
+# CONNACK reason codes of a refused login: MQTT 5 "Bad user name or password", "Not authorized";
+# MQTT 3.1.1 return codes 4 and 5.
+REFUSED_LOGIN = frozenset({0x86, 0x87, 4, 5})
 HOLD_MIN, HOLD_MAX = 1.0, 60.0  # real seconds to wait before resending after "no subscribers"
 
 
@@ -195,7 +198,16 @@ class Publisher:
         self._connect_failures += 1
         if self._connect_failures > 1:
             log.debug("broker %s: connection attempt %d failed", self.cfg.url, self._connect_failures)
-        elif rc is not None:  # CONNACK with an error: bad credentials, not authorised, ...
+        elif rc is not None and rc.value in REFUSED_LOGIN:
+            # Not a network problem that heals by itself: the gateway was revoked or rotated, or its
+            # credentials are damaged.  Said as an error so that it stands out in the journal.
+            log.error(
+                "broker %s refused this gateway's login (%s): its credentials were revoked or "
+                "replaced; install the gateway's current bundle (bosai gateway install). Retrying.",
+                self.cfg.url,
+                rc,
+            )
+        elif rc is not None:  # CONNACK with another error: server busy, banned, ...
             log.warning("broker %s refused the connection: %s (retrying)", self.cfg.url, rc)
         else:  # paho does not say why a socket/TLS connect failed: find out once
             task = asyncio.ensure_future(self._explain_connect_failure())

@@ -157,6 +157,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--state-dir", type=Path, default=Path("/var/lib/bosai"), metavar="DIR", help="default /var/lib/bosai"
     )
     inst.add_argument(
+        "--agent-user",
+        metavar="USER",
+        help="hand the bundle and state folder to the agent's user (default when run as root: bosai)",
+    )
+    inst.add_argument(
         "--new-identity",
         action="store_true",
         help="accept a bundle for another gateway id (re-purposing this box)",
@@ -308,7 +313,10 @@ def _list(args: argparse.Namespace) -> int:
 def _install(args: argparse.Namespace) -> int:
     from edge.bundled import install
 
-    accepted = install(args.bundle, args.trust_key, args.etc, args.state_dir, new_identity=args.new_identity)
+    owner = args.agent_user or ("bosai" if os.geteuid() == 0 else None)
+    accepted = install(
+        args.bundle, args.trust_key, args.etc, args.state_dir, new_identity=args.new_identity, owner=owner
+    )
     m = accepted.manifest
     before = f" (was version {accepted.previous.version})" if accepted.previous else " (first install)"
     print(f"installed bundle of {m.tenant}/{m.gateway}, version {m.version}{before}")

@@ -45,21 +45,29 @@ class Accepted:
 
 
 def accept(
-    bundle_path: Path, trust: Path, state_dir: Path, *, new_identity: bool = False, record: bool = True
+    bundle_path: Path,
+    trust: Path,
+    state_dir: Path,
+    *,
+    new_identity: bool = False,
+    config_dir: Path | None = None,
 ) -> Accepted:
     """Verify `bundle_path`, unpack it into `state_dir/config` and load the gateway config.
 
     Raises BundleError (refused bundle) or ConfigError (the config inside does not load).  The
     accepted version is recorded only after the config loaded, so a bad bundle does not raise
-    the rollback floor.
+    the rollback floor.  With `config_dir` (the on-site check) the bundle is verified against
+    the state but unpacked there and nothing is recorded.
     """
+    record = config_dir is None
     keys = bundle.load_trusted_keys(trust)
     manifest, digest = bundle.read_bundle_file(bundle_path, keys)
     state_path = state_dir / STATE_NAME
     previous = bundle.load_state(state_path)
     bundle.check_update(manifest, digest, previous, new_identity=new_identity, source=str(bundle_path))
-    state_dir.mkdir(parents=True, exist_ok=True)
-    config_dir = state_dir / CONFIG_DIR_NAME
+    if config_dir is None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        config_dir = state_dir / CONFIG_DIR_NAME
     bundle.unpack(manifest, config_dir)
     gateway = load_gateway(config_dir / "gateway.yaml")
     signer = bundle.signer_of(bundle_path.read_bytes())

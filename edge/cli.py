@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from wire.telemetry import Reading
 
 from bosai.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,9 +37,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run the gateway agent until Ctrl-C / SIGTERM.  With --once, read every sensor "
         "once, print a table and exit (0 if every sensor answered, 1 if any failed).",
     )
-    run.add_argument("--config", required=True, type=Path, metavar="FILE", help="gateway config (YAML)")
+    add_source_arguments(run)
     run.add_argument("--once", action="store_true", help="read every sensor once, print a table, exit")
-    run.add_argument("--outbox", type=Path, metavar="PATH", help="outbox database (overrides the config)")
+    run.add_argument(
+        "--outbox",
+        type=Path,
+        metavar="PATH",
+        help="outbox database (default: the config's; with --bundle, STATE_DIR/outbox.sqlite)",
+    )
     run.set_defaults(handler=_run)
 
     validate = cmds.add_parser(
@@ -60,10 +68,173 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     outbox.add_argument("--config", required=True, type=Path, metavar="FILE", help="gateway config (YAML)")
     outbox.add_argument("--outbox", type=Path, metavar="PATH", help="outbox database (overrides the config)")
     outbox.set_defaults(handler=_outbox)
+    register_check(cmds)
     # The first release's spelling, kept for scripts; not advertised.
     check = cmds.add_parser("check-config", description="Same as `validate CONFIG`.")
     check.add_argument("--config", required=True, type=Path, metavar="FILE", help="gateway config (YAML)")
     check.set_defaults(handler=_validate)
+
+
+def register_check(
+    cmds: argparse._SubParsersAction[argparse.ArgumentParser], *, gateway_form: bool = False
+) -> None:
+    """`bosai edge check --config|--bundle`, and `bosai gateway check [BUNDLE]` (provision/cli.py),
+    which checks the installed bundle by default."""
+    check = cmds.add_parser(
+        "check",
+        help=("(on the gateway) " if gateway_form else "")
+        + "on-site checklist: ports, bus scan, every sensor once, broker login",
+        description="The technician's on-site checklist, printed as it goes: the config and its secret "
+        "files (present, owner-only), the system clock, every bus (the port opens; which Modbus unit "
+        "ids answer at which baud, or whether an ASCII device sends clean lines), every sensor read "
+        "once with its decoded value and quality flag, and the broker (DNS, TCP, TLS with "
+        "certificate verification, login with the gateway's credentials).  Each line says PASS, "
+        "WARN, FAIL or SKIP and, for a FAIL, what to do next.  Run it with the agent stopped: it "
+        "opens the serial ports itself, and a port the agent holds is reported as busy.  Nothing is "
+        "published: the broker login is tested and the connection closed.  No password or key is "
+        "ever printed.  Exit 0 if nothing failed, 1 if any check failed, 2 if the config cannot "
+        "be loaded.",
+    )
+    if gateway_form:
+        check.add_argument(
+            "bundle",
+            nargs="?",
+            type=Path,
+            default=Path("/etc/bosai/gateway.bundle"),
+            metavar="BUNDLE",
+            help="the bundle to check (default: the installed /etc/bosai/gateway.bundle)",
+        )
+        add_trust_arguments(check)
+        check.set_defaults(config=None)
+    else:
+        add_source_arguments(check)
+    check.add_argument(
+        "--no-scan",
+        dest="scan",
+        action="store_false",
+        help="only open each port and read each sensor; do not scan unit ids and baud rates",
+    )
+    check.add_argument(
+        "--scan-bauds",
+        type=_bauds,
+        default=[9600, 19200, 38400, 4800, 115200],
+        metavar="LIST",
+        help="baud rates to scan, the configured one first anyway (default: 9600,19200,38400,4800,115200)",
+    )
+    check.add_argument(
+        "--scan-units",
+        type=_units,
+        default=list(range(1, 17)),
+        metavar="RANGES",
+        help="Modbus unit ids to scan besides the configured ones, e.g. 1-16,20 (default: 1-16)",
+    )
+    check.add_argument("--json", action="store_true", help="print the checklist as JSON at the end")
+    check.add_argument(
+        "--broker-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time allowed for each broker step: DNS, TCP, TLS, login (default: 10)",
+    )
+    check.set_defaults(handler=_check)
+
+
+def _bauds(text: str) -> list[int]:
+    from edge.check import parse_bauds
+
+    try:
+        return parse_bauds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _units(text: str) -> list[int]:
+    from edge.check import parse_units
+
+    try:
+        return parse_units(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _check(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from edge.check import run_and_print
+
+    with tempfile.TemporaryDirectory(prefix="bosai-check-") as tmp:
+        # A bundle is verified and unpacked into a private temporary folder: checking must not
+        # change what the agent runs nor raise its rollback floor.
+        gw = _load_source(args, unpack_to=Path(tmp) / "config")
+        if gw is None:
+            return EXIT_CONFIG
+        title = None
+        if args.bundle is not None:
+            from wire.bundle import signer_of
+
+            title = (
+                f"on-site check of bundle {args.bundle}: signature valid "
+                f"({signer_of(args.bundle.read_bytes())}), not older than the installed one"
+            )
+        return run_and_print(
+            gw,
+            scan=args.scan,
+            scan_bauds=args.scan_bauds,
+            scan_units=args.scan_units,
+            broker_timeout=args.broker_timeout,
+            as_json=args.json,
+            title=title,
+        )
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the gateway config comes from: a signed bundle (production) or a plain file."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--config", type=Path, metavar="FILE", help="gateway config (YAML), unsigned: bench use"
+    )
+    source.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="FILE",
+        help="signed config bundle from provisioning (e.g. /etc/bosai/gateway.bundle), verified first",
+    )
+    add_trust_arguments(parser)
+
+
+def add_trust_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-key",
+        type=Path,
+        default=Path("/etc/bosai/signing.pub"),
+        metavar="FILE",
+        help="the authority's public key(s), a .pub file or a folder (default: /etc/bosai/signing.pub)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("/var/lib/bosai"),
+        metavar="DIR",
+        help="where the accepted bundle version, the unpacked config and the outbox live "
+        "(default: /var/lib/bosai)",
+    )
+
+
+def _load_source(args: argparse.Namespace, unpack_to: Path | None = None) -> LoadedGateway | None:
+    """The gateway config of `--config`, or of `--bundle` once verified (refusals printed)."""
+    if args.bundle is None:
+        return _load(args.config)
+    from edge.bundled import accept
+    from wire.bundle import BundleError
+    from wire.configfile import ConfigError
+
+    try:
+        return accept(args.bundle, args.trust_key, args.state_dir, config_dir=unpack_to).gateway
+    except BundleError as exc:
+        print(f"bundle refused: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+    return None
 
 
 def _load(path: Path) -> LoadedGateway | None:
@@ -105,10 +276,17 @@ def _run(args: argparse.Namespace) -> int:
     from edge.outbox import OutboxError
     from wire.configfile import ConfigError
 
-    gw = _load(args.config)
+    gw = _load_source(args)
     if gw is None:
         return EXIT_CONFIG
-    agent = Agent(gw, outbox_path=args.outbox)
+    outbox = args.outbox
+    if outbox is None and args.bundle is not None:
+        outbox = args.state_dir / "outbox.sqlite"
+    if args.bundle is None:
+        log.warning(
+            "running from an unsigned config file (%s): production gateways run from a bundle", args.config
+        )
+    agent = Agent(gw, outbox_path=outbox)
     if args.once:
         readings = asyncio.run(agent.read_once())
         print(format_table(readings))

@@ -168,6 +168,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     inst.set_defaults(handler=_install)
 
+    from edge.cli import register_check
+
+    register_check(cmds, gateway_form=True)
+
 
 def _profiles(args: argparse.Namespace) -> Path:
     from bosai.paths import PROFILES_DIR

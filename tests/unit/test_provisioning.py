@@ -277,3 +277,35 @@ def test_the_cli_exit_codes_and_output_never_show_the_password(
     assert "gw-river-01" in printed.out and "version 1" in printed.out
     password = password_of(read(authority, out))
     assert password not in printed.out + printed.err
+
+
+def test_the_agent_refuses_to_start_from_an_older_or_altered_bundle(
+    authority: Authority, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    v1, _ = issue(authority, "river-site.yaml", tmp_path)
+    kept_v1 = tmp_path / "kept-v1.bundle"
+    shutil.copy2(v1, kept_v1)
+    v2 = rotate(
+        authority, "gw-river-01", None, out=tmp_path / "v2.bundle", profiles_dir=PROFILES_DIR
+    ).bundle_path
+    state = tmp_path / "state"
+    trust = str(authority.signing_public_path)
+    accept(v2, authority.signing_public_path, state)  # what `bosai gateway install` leaves behind
+
+    def run(bundle_path: Path) -> int:
+        return main(
+            ["edge", "run", "--bundle", str(bundle_path), "--trust-key", trust, "--state-dir", str(state)]
+        )
+
+    assert run(kept_v1) == 2
+    assert "is older (version 1) than the one this gateway runs (version 2)" in capsys.readouterr().err
+    altered = tmp_path / "altered.bundle"
+    data = bytearray(v2.read_bytes())
+    data[-40] ^= 0x04
+    altered.write_bytes(bytes(data))
+    altered.chmod(0o600)
+    assert run(altered) == 2
+    assert "bundle refused" in capsys.readouterr().err
+    v2.chmod(0o644)
+    assert run(v2) == 2
+    assert "chmod 600" in capsys.readouterr().err

@@ -100,6 +100,16 @@ class AlertsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     notifiers: list[NotifierConfig] = []
 
 
+class SecurityConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Failed logins and ACL denials happen at the broker, which only logs them: with
+    `broker_log` (Mosquitto's log file, e.g. /var/log/mosquitto/mosquitto.log, needs
+    `connection_messages true`, as the generated broker config has) the consumer follows it and
+    counts and logs each event with its source."""
+
+    broker_log: str | None = None  # relative to this file
+    from_start: bool = False  # read the log from its start instead of from its end
+
+
 class ConsumerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     mqtt: MqttConfig
     registry: str  # path, relative to this file
@@ -117,6 +127,7 @@ class ConsumerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Rejected messages are also published here (QoS 0, not retained) with their reason, e.g.
     # "bosai/v1/{tenant}/quarantine"; {tenant} is the topic's tenant.  None: file only.
     quarantine_topic: str | None = None
+    security: SecurityConfig = SecurityConfig()
 
 
 def load_consumer_config(path: str | Path) -> ConsumerConfig:

@@ -60,6 +60,7 @@ from cloud.notify import build_notifiers
 from cloud.notify.dispatch import Dispatcher
 from cloud.quarantine import Quarantine
 from cloud.registry import Registry, load_registry
+from cloud.security import BrokerSecurity
 from cloud.sequence_store import SequenceStore
 from cloud.sink import StoreSink
 from cloud.spool import Spool, SpoolBusy
@@ -208,6 +209,12 @@ class Consumer:
         self._republish: dict[str, bytes] = {}  # alert topic -> latest payload not handed to the broker
         self._republish_lock = threading.Lock()
         self._logged_errors: set[str] = set()
+        sec = config.security
+        self._security = (
+            BrokerSecurity(resolve(config_path, sec.broker_log), from_start=sec.from_start)
+            if sec.broker_log
+            else None
+        )
 
     # --- lifecycle ---
 
@@ -215,6 +222,8 @@ class Consumer:
         self._dispatcher.start()
         self._worker = threading.Thread(target=self._run, name="bosai-consumer", daemon=True)
         self._worker.start()
+        if self._security is not None:
+            self._security.start()
         address = metrics_address(self.config.metrics)
         if address is not None:
             self._metrics = MetricsServer(lambda: self.stats, self.client_id)
@@ -256,6 +265,8 @@ class Consumer:
         # Commits (and acknowledges) what the worker handed over, then lets the store take it
         # for a while; what it does not take stays in the spool for the next start.
         self._sink.close(max(1.0, deadline - time.monotonic()))
+        if self._security is not None:
+            self._security.stop()
         if self._metrics is not None:
             self._metrics.close()
         self._wait_publishes(deadline)
@@ -293,6 +304,7 @@ class Consumer:
                 reordered=reordered,
                 messages_rejected=ing.messages_rejected,
                 security_events=ing.security_events,
+                broker_security_events=self._security.by_kind() if self._security else {},
                 rejected_by_gateway={k: dict(v) for k, v in ing.by_gateway.items()},
                 notifications_sent=sum(n.sent for n in notify.values()),
                 notifications_pending=sum(n.pending for n in notify.values()),

@@ -313,6 +313,15 @@ def _metric_families(stats: ConsumerStats, consumer: str) -> Iterator[Metric]:
         by_reason.add_metric([consumer, reason], float(n))
     yield by_reason
 
+    broker = CounterMetricFamily(
+        "bosai_consumer_broker_security_events_total",
+        "Failed logins (auth_failed), TLS failures and ACL denials in the broker's log.",
+        labels=["consumer", "kind"],
+    )
+    for kind, n in sorted(stats.broker_security_events.items()):
+        broker.add_metric([consumer, kind], float(n))
+    yield broker
+
     by_gateway = CounterMetricFamily(
         "bosai_gateway_rejected_total",
         "Rejections by gateway and reason; past the cap on per-gateway counters, gateways not in "
@@ -446,6 +455,7 @@ _HEALTH_INTS: tuple[tuple[str, Callable[[ConsumerStats], int]], ...] = (
     ("readings_rejected", lambda s: s.readings_rejected),
     ("rejected", lambda s: sum(s.rejected_by_reason.values())),
     ("security_events", lambda s: s.security_events),
+    ("broker_security_events", lambda s: sum(s.broker_security_events.values())),
     ("lines_written", lambda s: s.lines_written),
     ("write_errors", lambda s: s.write_errors),
     ("write_retries", lambda s: s.write_retries),

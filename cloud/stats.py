@@ -43,6 +43,7 @@ class ConsumerStats:
     reordered: int
     messages_rejected: int = 0
     security_events: int = 0  # readings of sensors not registered to the sending gateway
+    broker_security_events: dict[str, int] = field(default_factory=dict)  # auth_failed, acl_denied...
     rejected_by_gateway: dict[str, dict[str, int]] = field(default_factory=dict)  # "tenant/gateway"
     notifications_sent: int = 0
     notifications_pending: int = 0

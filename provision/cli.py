@@ -72,6 +72,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="CMD",
         help="run after the broker's files change, e.g. 'systemctl reload mosquitto'",
     )
+    init.add_argument(
+        "--log-acl-denials",
+        action="store_true",
+        help="have Mosquitto log ACL denials (only its debug log does: a line per message)",
+    )
     init.set_defaults(handler=_init)
 
     prov = cmds.add_parser(
@@ -214,10 +219,11 @@ def _init(args: argparse.Namespace) -> int:
         port=args.port,
         cert_port=None if args.no_cert_listener else args.cert_port,
         reload_command=shlex.split(args.reload_command) if args.reload_command else None,
+        log_acl_denials=args.log_acl_denials,
     )
     print(f"authority created in {args.authority}")
     conf = authority.broker_dir / "mosquitto.conf"
-    print(f"  broker config     {conf} (include it from /etc/mosquitto/conf.d/)")
+    print(f"  broker config     {conf} (the whole /etc/mosquitto/mosquitto.conf: link or copy it there)")
     cloud_password = args.authority / "cloud" / "mqtt-password"
     print(f"  consumer login    user {authority.settings.cloud_users[0]}, password file {cloud_password}")
     print(f"  signing key       {authority.signing_key_id()}")

@@ -61,6 +61,7 @@ def init_authority(
     log_file: str | None = None,
     run_as_user: str | None = None,
     persistence_dir: str = "/var/lib/mosquitto/",
+    log_acl_denials: bool = False,
 ) -> Authority:
     """A new authority: CA, broker certificate, signing key, the consumer's credentials and the
     broker's config with no gateway yet.  Refuses to overwrite an existing one."""
@@ -96,6 +97,7 @@ def init_authority(
         log_file=log_file,
         run_as_user=run_as_user,
         persistence_dir=persistence_dir,
+        log_acl_denials=log_acl_denials,
     )
     write_public_file(broker / "mosquitto.conf", conf.encode())
 

@@ -61,7 +61,16 @@ class Sheet(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 def load_sheet(path: Path) -> Sheet:
-    return configfile.load(path, Sheet)
+    from provision.mosquitto import RESERVED_GATEWAY_IDS
+
+    sheet = configfile.load(path, Sheet)
+    if sheet.gateway in RESERVED_GATEWAY_IDS:
+        raise configfile.ConfigError(
+            path,
+            "field 'gateway'",
+            f"{sheet.gateway!r} is reserved (its topics would overlap the alert topics)",
+        )
+    return sheet
 
 
 def mqtt_section(

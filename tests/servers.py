@@ -542,3 +542,55 @@ def series_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 {**tags, **dict(zip(series["columns"], values, strict=True))} for values in series["values"]
             ]
     return rows
+
+
+class GeneratedMosquitto(Server):
+    """Mosquitto 2.0 running a complete config text made by the code under test (for example
+    provision.mosquitto.broker_conf), unchanged: the test owns every line of it.
+
+    `conf_text` must listen on `port` (the readiness check connects there) and should log to
+    `GeneratedMosquitto.log_file(workdir)` for `.log_tail()` and `.reload()` to see the log.
+    """
+
+    name = "mosquitto"
+
+    def __init__(self, workdir: Path, conf_text: str, port: int) -> None:
+        super().__init__(workdir, "/usr/sbin/mosquitto")
+        self.port = port
+        self.conf_path = self.workdir / "mosquitto.conf"
+        self.conf_path.write_text(conf_text)
+
+    @classmethod
+    def log_file(cls, workdir: Path) -> Path:
+        """Where this server's log goes (the harness writes the broker's stderr there too)."""
+        return Path(workdir) / f"{cls.name}.log"
+
+    def _argv(self) -> list[str]:
+        return [self.binary, "-c", str(self.conf_path)]
+
+    def _ready(self) -> bool:
+        return port_open(self.port)
+
+    def reload(self, timeout: float = 10.0) -> None:
+        """SIGHUP, as `systemctl reload mosquitto` does, and wait until the broker has reloaded.
+
+        Mosquitto handles the signal in its main loop and applies the new password file, ACL and
+        CRL right after logging "Reloading config.", before it serves any other client."""
+        import signal
+
+        if self._proc is None or not self.running:
+            raise ServerError("mosquitto is not running")
+        marker = "Reloading config."
+        before = self._log_text().count(marker)
+        self._proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while self._log_text().count(marker) <= before:
+            if time.monotonic() > deadline:
+                raise ServerError(f"mosquitto did not log {marker!r} within {timeout:g} s\n{self.log_tail()}")
+            time.sleep(0.02)
+
+    def _log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""

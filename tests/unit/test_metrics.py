@@ -51,6 +51,7 @@ def populated_stats(latencies: tuple[float, ...] = (0.003, 0.02, 0.02, 0.3, 2.0,
         reordered=4,
         messages_rejected=43,
         security_events=1,
+        broker_security_events={"auth_failed": 4, "acl_denied": 2},
         rejected_by_gateway={
             "demo-city/gw01": {"schema": 3, "out_of_range": 7},
             "other-town/gw 02": {"rate_limited": 40},
@@ -189,6 +190,9 @@ def test_scrape_exposes_the_snapshot_with_names_labels_and_values(serve: ServeFi
         "rate_limited": 40,
     }
     assert all(s.labels["consumer"] == "consumer-a" for s in m["bosai_rejected"].samples)
+    broker = m["bosai_consumer_broker_security_events"]
+    assert broker.type == "counter"
+    assert {s.labels["kind"]: s.value for s in broker.samples} == {"auth_failed": 4, "acl_denied": 2}
 
     by_gateway = {
         (s.labels["tenant"], s.labels["gateway"], s.labels["reason"]): s.value
@@ -428,6 +432,7 @@ def test_health_line_has_every_field_with_its_type() -> None:
         "readings_rejected": 7,
         "rejected": 50,
         "security_events": 1,
+        "broker_security_events": 6,
         "lines_written": 4990,
         "write_errors": 2,
         "write_retries": 6,

@@ -102,6 +102,8 @@ def make_client(config: ConsumerConfig, config_path: Path) -> mqtt.Client:
         clean_session=None if v5 else False,
         manual_ack=True,  # acknowledge only once processed: unprocessed messages are redelivered
     )
+    # paho's packet log at DEBUG (flags, topics and sizes; never passwords or payloads).
+    client.enable_logger(logging.getLogger("paho.mqtt.cloud"))
     if m.username:
         client.username_pw_set(m.username, read_password(m, config_path))
     if m.use_tls:

@@ -157,6 +157,8 @@ class Publisher:
             client_id=self.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         )
+        # paho's packet log at DEBUG (flags, topics and sizes; never passwords or payloads).
+        client.enable_logger(logging.getLogger("paho.mqtt.edge"))
         if self.cfg.username is not None or self._password is not None:
             client.username_pw_set(self.cfg.username, self._password)
         if self._tls is not None:

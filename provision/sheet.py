@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import yaml
 
 from cloud.registry import Channel, Gateway, RegistryFragment, Sensor, Site
 from edge.config import Bus, OutboxConfig, PublishConfig
@@ -164,3 +165,43 @@ def without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [without_nulls(v) for v in value]
     return value
+
+
+EXAMPLE_BROKER = "mqtts://broker.example.jp:8883"
+
+
+def example_gateway_yaml(sheet: Sheet, sheet_name: str) -> str:
+    """The gateway config a bundle made from `sheet` carries, for reading in the repository
+    (firmware_configs/gateways/): the same text, except that profiles are the shipped folder."""
+    from provision.mosquitto import gateway_username
+
+    mqtt = mqtt_section(
+        sheet,
+        broker_url=sheet.broker_url or EXAMPLE_BROKER,
+        username=gateway_username(sheet.tenant, sheet.gateway),
+        password=True,
+        certificate=False,
+    )
+    config = {**gateway_config(sheet, mqtt), "profiles_dir": "../profiles"}
+    header = (
+        f"# GENERATED from ../sites/{sheet_name} (python -m provision.sheet): the gateway config that\n"
+        "# `bosai gateway provision` puts in this gateway's signed bundle, next to the CA certificate\n"
+        "# (ca.crt) and its unique password (mqtt-password, 0600), which exist only in the bundle.\n"
+    )
+    return header + yaml.safe_dump(config, allow_unicode=True, sort_keys=False)
+
+
+def write_examples(repo: Path) -> list[Path]:
+    written = []
+    for sheet_path in sorted((repo / "firmware_configs" / "sites").glob("*.yaml")):
+        out = repo / "firmware_configs" / "gateways" / sheet_path.name
+        out.write_text(example_gateway_yaml(load_sheet(sheet_path), sheet_path.name), encoding="utf-8")
+        written.append(out)
+    return written
+
+
+if __name__ == "__main__":
+    from bosai.paths import REPO_ROOT
+
+    for path in write_examples(REPO_ROOT):
+        print(path)

@@ -61,6 +61,12 @@ def check_url(cfg: MqttConfig) -> str | None:
             "plain mqtt:// sends credentials and data in clear; use mqtts://, "
             "or set allow_insecure: true for a bench test"
         )
+    if parts.scheme == "mqtt":
+        log.warning(
+            "plain mqtt:// to %s (allow_insecure): credentials and data cross the link in clear; "
+            "bench use only",
+            parts.hostname,
+        )
     return None
 
 

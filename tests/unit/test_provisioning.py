@@ -309,3 +309,19 @@ def test_the_agent_refuses_to_start_from_an_older_or_altered_bundle(
     v2.chmod(0o644)
     assert run(v2) == 2
     assert "chmod 600" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["river-site.yaml", "snow-site.yaml", "slope-site.yaml"])
+def test_committed_example_gateway_configs_are_what_the_sheets_generate(name: str) -> None:
+    from edge.config import load_gateway
+    from provision.sheet import example_gateway_yaml, load_sheet
+
+    committed = REPO_ROOT / "firmware_configs" / "gateways" / name
+    assert committed.read_text(encoding="utf-8") == example_gateway_yaml(load_sheet(SHEETS / name), name), (
+        "regenerate with: python -m provision.sheet"
+    )
+    gateway = load_gateway(committed)
+    assert (
+        gateway.config.mqtt.url.startswith("mqtts://")
+        and gateway.config.mqtt.password_file == "mqtt-password"
+    )

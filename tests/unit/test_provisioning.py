@@ -64,6 +64,15 @@ def password_of(manifest: bundle.Manifest) -> str:
     return f.data.decode().strip()
 
 
+def two_versions(authority: Authority, tmp_path: Path) -> tuple[Path, Path]:
+    """The river gateway provisioned (v1, kept as a thief might) and rotated (v2)."""
+    v1, _ = issue(authority, "river-site.yaml", tmp_path)
+    kept_v1 = tmp_path / "kept-v1.bundle"
+    shutil.copy2(v1, kept_v1)
+    rotated = rotate(authority, "gw-river-01", None, out=tmp_path / "v2.bundle", profiles_dir=PROFILES_DIR)
+    return kept_v1, rotated.bundle_path
+
+
 def snapshot(*roots: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for root in roots for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -201,12 +210,7 @@ def test_client_certificates_are_listed_in_the_crl_when_replaced_or_revoked(
 def test_installing_on_the_gateway_refuses_rollback_tampering_and_foreign_keys(
     authority: Authority, tmp_path: Path
 ) -> None:
-    v1, _ = issue(authority, "river-site.yaml", tmp_path)
-    kept_v1 = tmp_path / "kept-v1.bundle"
-    shutil.copy2(v1, kept_v1)
-    v2 = rotate(
-        authority, "gw-river-01", None, out=tmp_path / "v2.bundle", profiles_dir=PROFILES_DIR
-    ).bundle_path
+    kept_v1, v2 = two_versions(authority, tmp_path)
     etc, state = tmp_path / "gw" / "etc", tmp_path / "gw" / "state"
     with pytest.raises(BundleError, match="--trust-key"):
         install(v2, None, etc, state)
@@ -282,12 +286,7 @@ def test_the_cli_exit_codes_and_output_never_show_the_password(
 def test_the_agent_refuses_to_start_from_an_older_or_altered_bundle(
     authority: Authority, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    v1, _ = issue(authority, "river-site.yaml", tmp_path)
-    kept_v1 = tmp_path / "kept-v1.bundle"
-    shutil.copy2(v1, kept_v1)
-    v2 = rotate(
-        authority, "gw-river-01", None, out=tmp_path / "v2.bundle", profiles_dir=PROFILES_DIR
-    ).bundle_path
+    kept_v1, v2 = two_versions(authority, tmp_path)
     state = tmp_path / "state"
     trust = str(authority.signing_public_path)
     accept(v2, authority.signing_public_path, state)  # what `bosai gateway install` leaves behind

@@ -128,6 +128,12 @@ class ConsumerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # "bosai/v1/{tenant}/quarantine"; {tenant} is the topic's tenant.  None: file only.
     quarantine_topic: str | None = None
     security: SecurityConfig = SecurityConfig()
+    # The dashboards' snapshot points (thresholds, site/gateway/tenant status; cloud.dashdata) are
+    # written this often, in the consumer's clock, and once at start.
+    dashboards_every_s: Positive = 60.0
+    # The registry's thresholds go into every snapshot this often (they change only with the
+    # registry, and are most of a snapshot's lines).
+    thresholds_every_s: Positive = 600.0
 
 
 def load_consumer_config(path: str | Path) -> ConsumerConfig:

@@ -5,7 +5,8 @@ Threads:
 - the worker thread validates, accounts, detects and runs the alert lifecycle, and hands the
   message's lines to the spool; about once a second it also ticks detection (silent gateways and
   sensors) and the alert manager (reminders, handovers, duty officers' acks from `bosai alerts`,
-  maintenance windows), and writes the consumer's health points every `metrics.health_every_s`;
+  maintenance windows), and writes the consumer's health points every `metrics.health_every_s`
+  and the dashboards' snapshot points (cloud.dashdata) every `dashboards_every_s` of clock time;
 - the spool thread (cloud.spool) appends and fsyncs lines, then acknowledges their messages
   (manual PUBACK, in order): the broker forgets a message only once its lines are on disk, and a
   message not yet acknowledged when the consumer dies is redelivered from the persistent session;
@@ -13,7 +14,8 @@ Threads:
   alerts and a database outage loses nothing;
 - one thread per notifier (cloud.notify.dispatch), so a slow mail server never delays anything.
 
-Gateway status (birth message / Last Will) and health messages feed gateway liveness.  A
+Gateway status (birth message / Last Will) and health messages feed gateway liveness; health
+messages are also stored (`gateway_health`, `gateway_sensor_health`, cloud.points).  A
 gateway flooding bad messages is throttled (cloud.throttle): its surplus is rejected unread.
 
 A bug while processing one message is counted as reason "internal", quarantined and logged
@@ -37,8 +39,8 @@ from typing import Any
 import msgspec
 import paho.mqtt.client as mqtt
 
+from cloud import dashdata, points
 from cloud import mqtt as mqttsetup
-from cloud import points
 from cloud.alerts.manager import AlertManager, Escalation
 from cloud.alerts.outputs import AlertOutputs
 from cloud.alerts.store import AlertStore
@@ -62,6 +64,7 @@ from cloud.quarantine import Quarantine
 from cloud.registry import Registry, load_registry
 from cloud.security import BrokerSecurity
 from cloud.sequence_store import SequenceStore
+from cloud.shard import Shard
 from cloud.sink import StoreSink
 from cloud.spool import Spool, SpoolBusy
 from cloud.stats import ConsumerStats, GatewaySequence
@@ -190,6 +193,9 @@ class Consumer:
         self._engine.restore(self._alerts.active_levels())
         self._last_detection: dict[tuple[str, str, str], float] = {}
         self._last_tick = 0.0
+        self._shard = Shard.of(config)  # a shard writes the dashboard state of what it owns only
+        self._last_dashboards: float | None = None  # clock time of the last snapshot; None: none yet
+        self._last_thresholds: float | None = None  # the same, for the thresholds in it
 
         self._lock = threading.RLock()  # the worker's state vs. stats readers (hooks may read stats)
         self._started = time.monotonic()
@@ -335,12 +341,14 @@ class Consumer:
                 where = topics.parse_gateway_topic(topic)
                 if where is not None and where.channel != "telemetry":
                     self._gateway_message(where, topic, payload, received)
-                    return
-                result = self._ingestor.process(topic, payload, received)
-                if result is not None:
-                    self._telemetry(result, received)
+                else:
+                    result = self._ingestor.process(topic, payload, received)
+                    if result is not None:
+                        self._telemetry(result, received)
             except Exception as exc:
                 self._internal_error(topic, payload, received, exc)
+        # Also after a status or health message: its lines (health points, a "back online"
+        # alert) must be in the spool before its acknowledgement is handed on.
         self._flush_store()
 
     def _store(self, lines: list[str]) -> None:
@@ -414,6 +422,7 @@ class Consumer:
                 if ok:
                     alive = min(health.ts.timestamp(), received)
                     obs = self._engine.gateway_alive(where.tenant, where.gateway, alive)
+                    self._store(points.gateway_health_lines(health, self.registry, received))
         except msgspec.ValidationError as exc:
             reject(RejectReason.SCHEMA, str(exc))
             return
@@ -440,7 +449,8 @@ class Consumer:
             self.alert_latency.observe(time.monotonic() - self._arrived)
 
     def tick(self, now: float | None = None) -> None:
-        """Silence checks and the alert lifecycle's timers (the worker calls it every TICK_S)."""
+        """Silence checks, the alert lifecycle's timers and the periodic health and dashboard
+        points (the worker calls it every TICK_S)."""
         now = self.clock.now() if now is None else now
         with self._lock:
             try:
@@ -455,7 +465,33 @@ class Consumer:
                 if "tick" not in self._logged_errors:
                     self._logged_errors.add("tick")
                     log.exception("alert tick failed")
+            self._dashboard_snapshot(now)
         self._flush_store()
+
+    def _dashboard_snapshot(self, now: float) -> None:
+        """The dashboards' state points (cloud.dashdata): at the first tick, then every
+        `dashboards_every_s` of clock time (and at once if the clock went back)."""
+        last = self._last_dashboards
+        if last is not None and 0 <= now - last < self.config.dashboards_every_s:
+            return
+        self._last_dashboards = now
+        # Thresholds change only with the registry: written less often (they are most of a
+        # snapshot's lines), the dashboards draw them with fill(previous).
+        last_t = self._last_thresholds
+        with_thresholds = last_t is None or not 0 <= now - last_t < self.config.thresholds_every_s
+        if with_thresholds:
+            self._last_thresholds = now
+        try:
+            episodes = self._alert_store.unresolved()
+            gateways = self._engine.gateways
+            lines = dashdata.snapshot_lines(
+                self.registry, gateways, episodes, now, self._shard, thresholds=with_thresholds
+            )
+            self._store(lines)
+        except Exception:
+            if "dashboards" not in self._logged_errors:
+                self._logged_errors.add("dashboards")
+                log.exception("dashboard snapshot failed")
 
     def _run(self) -> None:
         unacked: list[_Message] = []  # processed, their acknowledgement not yet handed on

@@ -21,6 +21,23 @@ Measurement `detections`, derived values of a series, at most one point per minu
            (cm), failure_time, failure_earliest, failure_latest (ms), velocity_per_day (float);
            each only when known
 
+Measurement `gateway_health`, one point per accepted health message (wire.status.Health):
+    tags   tenant, gateway
+    fields uptime_s, outbox_oldest_age_s (floats), outbox_depth, outbox_bytes, outbox_dropped,
+           outbox_dropped_readings, messages_acked, reconnects, unrouted (ints), clock_synced (int 1/0;
+           absent when unknown), config_hash, agent_version (strings)
+    time   the health message's ts, capped at its arrival time (as liveness is), in milliseconds
+
+Measurement `gateway_sensor_health`, one point per sensor of an accepted health message:
+    tags   tenant, gateway, sensor, site, site_name (site and site_name only when the sensor is
+           registered to that gateway)
+    fields polls, errors, reported, suppressed (ints), failing, fast (int 1/0), quality (int quality
+           code; absent when unknown), last_ok (ms since the epoch; absent when never ok)
+    time   that of its `gateway_health` point
+
+Snapshot measurements (`thresholds`, `site_status`, `gateway_status`, `tenant_status`): see
+cloud/dashdata.py.
+
 Quality codes (`q` field), fixed forever because stored data and dashboards depend on them:
     0 ok, 1 timeout, 2 crc, 3 exception, 4 invalid, 5 out_of_range, 6 error
 
@@ -34,8 +51,9 @@ from datetime import UTC, datetime, timedelta
 
 from cloud import lineproto
 from cloud.detect.series import Snapshot
-from cloud.registry import Sensor, Site
+from cloud.registry import Registry, Sensor, Site
 from wire.alerts import Alert
+from wire.status import Health
 from wire.telemetry import Quality, Reading
 
 QUALITY_CODES: dict[Quality, int] = {
@@ -51,6 +69,8 @@ QUALITY_CODES: dict[Quality, int] = {
 READINGS = "readings"
 ALERTS = "alerts"
 DETECTIONS = "detections"
+GATEWAY_HEALTH = "gateway_health"
+GATEWAY_SENSOR_HEALTH = "gateway_sensor_health"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -134,3 +154,49 @@ def detection_line(snap: Snapshot, sensor: Sensor, site: Site, kind: str) -> str
         "kind": kind,
     }
     return lineproto.line(DETECTIONS, tags, fields, round(snap.t * 1000))
+
+
+def gateway_health_lines(health: Health, registry: Registry, received: float) -> list[str]:
+    """The `gateway_health` point of an accepted health message and one `gateway_sensor_health`
+    point per sensor in it.  `received` is the arrival time (epoch seconds, the consumer's clock):
+    a gateway clock running ahead must not place its health in the future."""
+    t = ts_ms(min(health.ts, datetime.fromtimestamp(received, UTC)))
+    gw_tags = {"tenant": health.tenant, "gateway": health.gateway}
+    fields = {
+        "uptime_s": lineproto.float_field(health.uptime_s),
+        "outbox_depth": lineproto.int_field(health.outbox_depth),
+        "outbox_bytes": lineproto.int_field(health.outbox_bytes),
+        "outbox_oldest_age_s": lineproto.float_field(health.outbox_oldest_age_s),
+        "outbox_dropped": lineproto.int_field(health.outbox_dropped),
+        "outbox_dropped_readings": lineproto.int_field(health.outbox_dropped_readings),
+        "messages_acked": lineproto.int_field(health.messages_acked),
+        "reconnects": lineproto.int_field(health.reconnects),
+        "unrouted": lineproto.int_field(health.unrouted),
+    }
+    if health.clock_synced is not None:
+        fields["clock_synced"] = lineproto.int_field(health.clock_synced)
+    fields["config_hash"] = lineproto.string_field(health.config_hash)
+    fields["agent_version"] = lineproto.string_field(health.agent_version)
+    lines = [lineproto.line(GATEWAY_HEALTH, gw_tags, fields, t)]
+    for sensor_id, sh in health.sensors.items():
+        if not sensor_id:
+            continue  # an empty tag value cannot be written; no registered sensor has that id
+        tags = {**gw_tags, "sensor": sensor_id}
+        sensor = registry.sensor_for(health.tenant, health.gateway, sensor_id)
+        if sensor is not None:
+            site = registry.site_of(sensor)
+            tags["site"], tags["site_name"] = site.id, site.name
+        sf = {
+            "polls": lineproto.int_field(sh.polls),
+            "errors": lineproto.int_field(sh.errors),
+            "failing": lineproto.int_field(sh.failing),
+            "fast": lineproto.int_field(sh.fast),
+            "reported": lineproto.int_field(sh.reported),
+            "suppressed": lineproto.int_field(sh.suppressed),
+        }
+        if sh.quality is not None:
+            sf["quality"] = lineproto.int_field(QUALITY_CODES[sh.quality])
+        if sh.last_ok is not None:
+            sf["last_ok"] = lineproto.int_field(ts_ms(sh.last_ok))
+        lines.append(lineproto.line(GATEWAY_SENSOR_HEALTH, tags, sf, t))
+    return lines

@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bosai import demo_cli, evaluate_cli
     from cloud import cli as cloud_cli
     from cloud.alerts import cli as alerts_cli
+    from cloud.dashboards import cli as dashboards_cli
     from edge import cli as edge_cli
     from provision import cli as provision_cli
     from simulators import cli as sim_cli
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     provision_cli.register(sub)
     cloud_cli.register(sub)
     alerts_cli.register(sub)
+    dashboards_cli.register(sub)
     evaluate_cli.register(sub)
     return parser
 

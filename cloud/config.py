@@ -93,7 +93,8 @@ class AlertsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     log_path: str = "alerts.jsonl"  # JSON lines, one per alert event
     state_path: str = "alerts.db"  # episodes and maintenance windows (SQLite), kept across restarts
     publish: bool = True  # retained current state on bosai/v1/{tenant}/alerts/...
-    # Dashboard link put on every alert; {tenant}, {site}, {sensor}, {kind} are filled in.
+    # Dashboard link put on every alert; {tenant}, {site}, {site_name}, {sensor}, {kind}, {gateway}
+    # and {dashboard} (the uid of the dashboard for the alert's kind) are filled in, URL-encoded.
     dashboard_url: str | None = None
     disaster: EscalationConfig = EscalationConfig(renotify_after_min=15.0, escalate_after_min=30.0)
     maintenance: EscalationConfig = EscalationConfig()

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 import paho.mqtt.client as mqtt
@@ -53,6 +54,7 @@ from cloud.config import (
     metrics_address,
     resolve,
 )
+from cloud.dashboards import dashboard_for
 from cloud.detect.engine import Engine
 from cloud.detect.journal import Journal, journalled, keep_s
 from cloud.detect.observation import Observation
@@ -701,7 +703,17 @@ def alert_manager(config: AlertsConfig, store: AlertStore, outputs: AlertOutputs
 
     def links(alert: Alert) -> list[str]:
         assert url is not None
-        return [url.format(tenant=alert.tenant, site=alert.site, sensor=alert.sensor, kind=alert.kind)]
+        # The dashboards' site variable holds the site's name (what their legends show).
+        fields = {
+            "tenant": alert.tenant,
+            "site": alert.site,
+            "site_name": alert.site_name,
+            "sensor": alert.sensor,
+            "kind": alert.kind,
+            "gateway": alert.gateway,
+            "dashboard": dashboard_for(alert.kind),
+        }
+        return [url.format(**{k: quote(v, safe="") for k, v in fields.items()})]
 
     return AlertManager(
         store,

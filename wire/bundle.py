@@ -177,7 +177,7 @@ def utc_timestamp(when: datetime | None = None) -> str:
 
 
 def bundle_digest(data: bytes) -> str:
-    """ "sha256:<hex>" of a bundle's signed payload, as recorded in InstalledState.digest."""
+    """The "sha256:<hex>" of a bundle's signed payload, as recorded in InstalledState.digest."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

@@ -450,3 +450,25 @@ def test_consumer_writes_snapshots_at_start_and_every_interval(tmp_path: Path) -
     levels = [p for p in stored(tmp_path, "thresholds") if p.ts_ms == T_MS]
     assert sum(p.tags["what"] == "snow_dispatch" for p in levels) == 2
     assert {p.tags["site_name"] for p in levels} >= {"石狩川 旭橋", "中央 5条通, residential"}
+
+
+def test_alert_links_open_the_dashboard_of_the_alerts_kind_with_the_site_selected() -> None:
+    from cloud.alerts.outputs import AlertOutputs
+    from cloud.alerts.store import AlertStore
+    from cloud.config import AlertsConfig
+    from cloud.consumer import alert_manager
+    from cloud.dashboards import dashboard_for
+    from tests.alert_samples import river_alert
+
+    assert dashboard_for("river_level") == "bosai-rivers" and dashboard_for("tilt_y") == "bosai-slopes"
+    assert dashboard_for("") == "bosai-gateways" and dashboard_for("air_temperature") == "bosai-overview"
+    config = AlertsConfig(
+        dashboard_url="https://g.example.jp/d/{dashboard}?var-tenant={tenant}&var-site={site_name}"
+    )
+    manager = alert_manager(config, AlertStore(":memory:"), AlertOutputs(None, None, None, []))
+    assert manager.links is not None
+    alert = river_alert(tenant="demo-city", site_name="中央 5条通, residential", kind="snow_depth")
+    assert manager.links(alert) == [
+        "https://g.example.jp/d/bosai-snow?var-tenant=demo-city&var-site="
+        "%E4%B8%AD%E5%A4%AE%205%E6%9D%A1%E9%80%9A%2C%20residential"
+    ]

@@ -18,8 +18,8 @@ Measurement `detections`, derived values of a series, at most one point per minu
     tags   tenant, site, site_name, sensor, kind
     fields rate (float, in rate_unit), rate_unit (string), next_level (int), next_level_eta,
            next_level_earliest, next_level_latest (ms since the epoch), new_snow_1h ... new_snow_24h
-           (cm), failure_time, failure_earliest, failure_latest (ms), velocity_per_day (float);
-           each only when known
+           (cm), failure_time, failure_earliest, failure_latest (ms), velocity_per_day (float) and
+           inverse_velocity (days per unit, 1/velocity_per_day); each only when known
 
 Measurement `gateway_health`, one point per accepted health message (wire.status.Health):
     tags   tenant, gateway
@@ -142,6 +142,10 @@ def detection_line(snap: Snapshot, sensor: Sensor, site: Site, kind: str) -> str
             fields[name] = lineproto.int_field(round(t * 1000))
     if snap.velocity_per_day is not None:
         fields["velocity_per_day"] = lineproto.float_field(snap.velocity_per_day)
+        # Stored as well because it is what the Fukuzono plot shows (a line falling to zero at
+        # failure) and portable InfluxQL cannot divide a field.
+        if snap.velocity_per_day > 0:
+            fields["inverse_velocity"] = lineproto.float_field(1.0 / snap.velocity_per_day)
     for hours, cm in (snap.new_snow or {}).items():
         fields[f"new_snow_{hours}h"] = lineproto.float_field(cm)
     if not fields:

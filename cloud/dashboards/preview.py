@@ -6,7 +6,7 @@ dashboards run (interpolated as Grafana does, runner.py), because Grafana cannot
 One image per dashboard, 1200 x 700 px: the overview's map (a scatter of the sites' lat/lon in
 their alert level's colour) and alert counts, river level with its stage lines, snow depth and
 new snowfall with the dispatch level, slope tilt with mirrored thresholds, movement rate and
-velocity with the failure forecast, gateway state and outbox.  The time range is the data's
+inverse velocity with the failure forecast, gateway state and outbox.  The time range is the data's
 (first to last reading) unless --start/--end are given.
 """
 
@@ -211,8 +211,8 @@ def draw_slopes(ctx: Ctx, fig: Any) -> None:
     )
 
     velocity = axes[2]
-    plot(ctx, velocity, ctx.series("Velocity, log scale", site=site))
-    velocity.set_yscale("log")
+    plot(ctx, velocity, ctx.series("Inverse velocity", site=site))
+    velocity.set_ylim(bottom=0)
     notes = []
     for r in ctx.rows("Failure forecast"):
         if r.get("failure_time") is None:
@@ -231,8 +231,8 @@ def draw_slopes(ctx: Ctx, fig: Any) -> None:
     finish(
         ctx,
         velocity,
-        "Velocity (log) and failure forecast — 速度と崩壊予測時刻",
-        "deg/day",
+        "Inverse velocity and failure forecast — 逆速度と崩壊予測時刻",
+        "day/deg",
         legend_loc="center left",
     )
 

@@ -1,12 +1,11 @@
 """`bosai-slopes` "Slopes — 斜面": tilt and displacement against their thresholds, movement rate
-against the landslide rate criteria, velocity on a log axis and the inverse-velocity failure
+against the landslide rate criteria, and the inverse-velocity (Fukuzono) plot with the failure
 forecast.
 
-Inverse velocity: 1/v is what the Fukuzono method fits, but 1/velocity_per_day is arithmetic on a
-field, which portable InfluxQL does not have (no math between fields in 3.x's InfluxQL as in 1.x,
-and no subqueries).  So the velocity is drawn on a log axis, where the approach to failure shows as
-an ever steeper rise, and the forecast itself (failure time with its 95 % band, from the same fit)
-is shown as numbers in a table.
+Inverse velocity: the consumer stores 1/v (`detections.inverse_velocity`, days per unit) next to
+the velocity, because portable InfluxQL cannot divide a field.  In tertiary creep it falls on a
+straight line that reaches zero at the failure time; the forecast itself (failure time with its
+95 % band, from the same fit) is shown as numbers in a table.
 """
 
 from __future__ import annotations
@@ -178,17 +177,18 @@ def _rate_panel() -> g.Panel:
 def _velocity_panel() -> g.Panel:
     return g.Panel(
         type="timeseries",
-        title="Velocity, log scale — 速度（対数目盛）",
-        description="The smoothed velocity the failure forecast is fitted on (detections.velocity_per_day, "
-        "units per day), on a log axis, written while a forecast exists. In tertiary creep 1/velocity falls "
-        "on a straight line that reaches zero at failure (Fukuzono 1985); on this axis that shows as an ever "
-        "steeper rise. The forecast time is in the table above. 逆速度法の速度（対数）。",
+        title="Inverse velocity — 逆速度",
+        description="1/velocity of the movement the failure forecast is fitted on "
+        "(detections.inverse_velocity, days per unit: day/deg for tilt, day/mm for displacement), written "
+        "while a forecast exists. In tertiary creep it falls on a straight line that reaches zero at the "
+        "failure time (Fukuzono 1985); the forecast time and its band are in the table above. "
+        "逆速度法（福囿）: ゼロに達する時刻が崩壊予測時刻。",
         width=24,
         height=8,
         queries=[
             g.Query(
                 text=q.select(
-                    [q.agg("mean", "velocity_per_day")],
+                    [q.agg("mean", "inverse_velocity")],
                     DETECTIONS,
                     [IS_SLOPE, *AT_SITES],
                     by_time=True,
@@ -198,11 +198,10 @@ def _velocity_panel() -> g.Panel:
             )
         ],
         field_config=g.timeseries_field_config(
-            "suffix:°/day",
-            "deg/day",
-            decimals=3,
-            log_scale=True,
-            overrides=[_right_axis(r".*displacement.*", "suffix: mm/day", "mm/day")],
+            "suffix: day/°",
+            "day/deg",
+            decimals=4,
+            overrides=[_right_axis(r".*displacement.*", "suffix: day/mm", "day/mm")],
         ),
         options=g.TIMESERIES_OPTIONS,
     )

@@ -908,8 +908,9 @@ def test_slope_panels_show_tilt_rate_and_the_failure_forecast(loaded: Loaded) ->
         assert row["time"] < row["failure_time"]
         assert row["failure_earliest"] <= row["failure_time"] <= row["failure_latest"]
         assert row["velocity_per_day"] > 0
-    velocity = rows_of(loaded, SLOPES_UID, "Velocity, log scale", site=site)
-    assert min(values_of(velocity, "mean")) > 0  # drawable on a log axis
+    # The Fukuzono plot: 1/v, positive and falling towards zero as the slope nears failure.
+    inverse = values_of(rows_of(loaded, SLOPES_UID, "Inverse velocity", site=site), "mean")
+    assert min(inverse) > 0 and inverse[-1] < inverse[0]
 
 
 def test_gateways_panels_show_the_demo_gateway_online_with_an_empty_outbox(loaded: Loaded) -> None:

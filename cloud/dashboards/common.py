@@ -1,5 +1,5 @@
-"""What the dashboards share: the measurements they read, template variables, site filters and
-the threshold-line queries.
+"""What the dashboards share: the measurements they read, template variables, site filters, the
+threshold-line queries, and the panels and layout of the per-site (domain) dashboards.
 
 Measurement, tag and field names are those the cloud consumer writes (cloud/points.py,
 cloud/dashdata.py); tests/integration/test_dashboards.py fails if a query names anything the
@@ -8,8 +8,11 @@ writer does not produce.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from cloud.dashboards import grafana as g
 from cloud.dashboards import influxql as q
-from cloud.dashboards.grafana import Annotation, Query, Variable
+from cloud.dashboards.grafana import Annotation, Dashboard, Json, Panel, Query, Section, Variable
 
 # Measurements (cloud/points.py and cloud/dashdata.py)
 READINGS = "readings"
@@ -101,4 +104,115 @@ def alert_annotation(kind_condition: str, name: str = "Alerts — 警報") -> An
         ),
         text_column="reason",
         tags_column="event,condition",
+    )
+
+
+def latest_table(
+    title: str,
+    description: str,
+    *,
+    measurement: str,
+    where: Sequence[str],
+    series_tags: Sequence[str],
+    fields: Sequence[str],
+    names: dict[str, str],
+    width: int,
+    height: int,
+    sort_by: str,
+    overrides: Sequence[Json] = (),
+) -> Panel:
+    """The latest value of each of `fields`, one row per series (`series_tags`).
+
+    One single-selector query per field: each returns the time of the point it came from, and the
+    fields of one point (a forecast, a health message) share it, so "merge" puts them on one row
+    whose Time column says when that point was written."""
+    return g.table_panel(
+        title,
+        description,
+        width=width,
+        height=height,
+        queries=[
+            Query(text=q.select([q.agg("last", f, f)], measurement, where, group_by=series_tags), table=True)
+            for f in fields
+        ],
+        columns=[*series_tags, *fields, "Time"],
+        names=names,
+        sort_by=sort_by,
+        overrides=overrides,
+    )
+
+
+def site_series(
+    columns: Sequence[str], measurement: str, kind_condition: str, alias: str, more_tags: Sequence[str] = ()
+) -> Query:
+    """The shown kinds at the selected site over time, one series per sensor (and `more_tags`)."""
+    return Query(
+        text=q.select(
+            columns,
+            measurement,
+            [kind_condition, *AT_SITES],
+            by_time=True,
+            group_by=["site_name", "sensor", *more_tags],
+        ),
+        alias=alias,
+    )
+
+
+def level_panel(
+    title: str,
+    description: str,
+    kind_condition: str,
+    *,
+    width: int,
+    unit: str,
+    axis_label: str,
+    decimals: int,
+) -> Panel:
+    """Each sensor's readings of the shown kind at the site (mean per interval) with the site's
+    thresholds as dashed lines in their level colours."""
+    return g.timeseries_panel(
+        title,
+        description,
+        width=width,
+        height=10,
+        queries=[
+            site_series([q.agg("mean", "value")], READINGS, kind_condition, SENSOR_ALIAS, ["sensor_name"]),
+            level_lines(kind_condition),
+        ],
+        unit=unit,
+        axis_label=axis_label,
+        decimals=decimals,
+        overrides=g.threshold_overrides(["B"]),
+    )
+
+
+def site_dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    *,
+    site_type: str,
+    kind_condition: str,
+    alerts_name: str,
+    summary: Panel,
+    per_site: list[Panel],
+) -> Dashboard:
+    """A domain dashboard: `summary` over all selected sites of `site_type` on top, then the
+    `per_site` panels in a row repeated for each selected site; the alert events of the shown
+    kinds as annotations."""
+    return Dashboard(
+        uid=uid,
+        title=title,
+        description=description,
+        variables=[TENANT, site_variable(site_type)],
+        annotations=[alert_annotation(kind_condition, alerts_name)],
+        sections=[
+            Section(panels=[summary]),
+            Section(
+                title="$site",
+                description=f"One row per selected {site_type} site",
+                repeat="site",
+                panels=per_site,
+            ),
+        ],
     )

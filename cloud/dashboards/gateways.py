@@ -13,13 +13,27 @@ from cloud.dashboards.common import (
     GATEWAY_SENSOR_HEALTH,
     GATEWAY_STATUS,
     TENANT,
+    latest_table,
 )
 
 UID = "bosai-gateways"
 ONLINE = {0: ("offline オフライン", "red"), 1: ("online オンライン", "green")}
 SYNCED = {0: ("not synced 未同期", "orange"), 1: ("synced 同期", "green")}
 FAILING = {0: ("ok 正常", "green"), 1: ("failing 応答なし", "red")}
-MERGED_COLUMNS = {"defaults": {"custom": {"align": "auto", "cellOptions": {"type": "auto"}}}, "overrides": []}
+
+
+def _per_gateway_series(aggregate: q.Aggregate, measurement: str, field: str, by_sensor: bool) -> g.Query:
+    """`field` of the selected gateways over time, one series per gateway (or per sensor)."""
+    return g.Query(
+        text=q.select(
+            [q.agg(aggregate, field)],
+            measurement,
+            AT_GATEWAYS,
+            by_time=True,
+            group_by=["gateway", *(["sensor"] if by_sensor else [])],
+        ),
+        alias="$tag_gateway $tag_sensor" if by_sensor else "$tag_gateway",
+    )
 
 
 def _per_gateway(
@@ -32,26 +46,15 @@ def _per_gateway(
     width: int = 12,
     by_sensor: bool = False,
 ) -> g.Panel:
-    return g.Panel(
-        type="timeseries",
-        title=title,
-        description=description,
+    return g.timeseries_panel(
+        title,
+        description,
         width=width,
         height=8,
-        queries=[
-            g.Query(
-                text=q.select(
-                    [q.agg("max", field)],
-                    measurement,
-                    AT_GATEWAYS,
-                    by_time=True,
-                    group_by=["gateway", *(["sensor"] if by_sensor else [])],
-                ),
-                alias="$tag_gateway $tag_sensor" if by_sensor else "$tag_gateway",
-            )
-        ],
-        field_config=g.timeseries_field_config(unit, unit if unit != "none" else "", decimals=0),
-        options=g.TIMESERIES_OPTIONS,
+        queries=[_per_gateway_series("max", measurement, field, by_sensor)],
+        unit=unit,
+        axis_label=unit if unit != "none" else "",
+        decimals=0,
     )
 
 
@@ -71,101 +74,66 @@ def _state(
         description=description,
         width=width,
         height=8,
-        queries=[
-            g.Query(
-                text=q.select(
-                    [q.agg("last", field)],
-                    measurement,
-                    AT_GATEWAYS,
-                    by_time=True,
-                    group_by=["gateway", *(["sensor"] if by_sensor else [])],
-                ),
-                alias="$tag_gateway $tag_sensor" if by_sensor else "$tag_gateway",
-            )
-        ],
+        queries=[_per_gateway_series("last", measurement, field, by_sensor)],
         field_config=g.state_field_config(states),
         options=g.STATE_TIMELINE_OPTIONS,
     )
 
 
 def _status_table() -> g.Panel:
-    return g.Panel(
-        type="table",
-        title="Gateways — ゲートウェイ一覧",
-        description="Every registered gateway of the selected tenants as the consumer sees it now "
+    return latest_table(
+        "Gateways — ゲートウェイ一覧",
+        "Every registered gateway of the selected tenants as the consumer sees it now "
         "(gateway_status, every minute): online or offline (nothing heard for offline_after_s, 600 s by "
         "default, its Last Will, or never heard since the consumer started) and how long ago it was last "
         "heard from. ゲートウェイの接続状態と最終受信。",
+        measurement=GATEWAY_STATUS,
+        where=AT_GATEWAYS,
+        series_tags=["gateway", "gateway_name"],
+        fields=["online", "last_seen_age_s"],
+        names={
+            "gateway": "Gateway ゲートウェイ",
+            "gateway_name": "Name 名称",
+            "online": "Status 状態",
+            "last_seen_age_s": "Last heard 最終受信",
+            "Time": "As of 時点",
+        },
         width=12,
         height=7,
-        queries=[
-            g.Query(
-                text=q.select(
-                    [q.agg("last", f, f)], GATEWAY_STATUS, AT_GATEWAYS, group_by=["gateway", "gateway_name"]
-                ),
-                table=True,
-            )
-            for f in ("online", "last_seen_age_s")
+        sort_by="Gateway ゲートウェイ",
+        overrides=[
+            g.override(
+                "byName",
+                "Status 状態",
+                custom__cellOptions={"type": "color-background"},
+                mappings=g.state_field_config(ONLINE)["defaults"]["mappings"],
+            ),
+            g.override("byName", "Last heard 最終受信", unit="s", decimals=0),
         ],
-        transformations=g.organize(
-            ["gateway", "gateway_name", "online", "last_seen_age_s", "Time"],
-            {
-                "gateway": "Gateway ゲートウェイ",
-                "gateway_name": "Name 名称",
-                "online": "Status 状態",
-                "last_seen_age_s": "Last heard 最終受信",
-                "Time": "As of 時点",
-            },
-        ),
-        field_config={
-            "defaults": MERGED_COLUMNS["defaults"],
-            "overrides": [
-                g.override(
-                    "byName",
-                    "Status 状態",
-                    custom__cellOptions={"type": "color-background"},
-                    mappings=g.state_field_config(ONLINE)["defaults"]["mappings"],
-                ),
-                g.override("byName", "Last heard 最終受信", unit="s", decimals=0),
-            ],
-        },
-        options=g.table_options(sort_by="Gateway ゲートウェイ", descending=False),
     )
 
 
 def _config_table() -> g.Panel:
-    # Single selectors of one health point each: merged into one row per gateway (time = that point).
-    fields = ("config_hash", "agent_version", "uptime_s")
-    return g.Panel(
-        type="table",
-        title="Configuration and version — 設定とバージョン",
-        description="From each gateway's latest health message (gateway_health): the hash of the "
+    return latest_table(
+        "Configuration and version — 設定とバージョン",
+        "From each gateway's latest health message (gateway_health): the hash of the "
         "configuration it runs (compare with the generated config after a change), the agent version and its "
         "uptime. 稼働中の設定ハッシュとバージョン。",
+        measurement=GATEWAY_HEALTH,
+        where=AT_GATEWAYS,
+        series_tags=["gateway"],
+        fields=["config_hash", "agent_version", "uptime_s"],
+        names={
+            "gateway": "Gateway ゲートウェイ",
+            "config_hash": "Config hash 設定ハッシュ",
+            "agent_version": "Agent version バージョン",
+            "uptime_s": "Uptime 稼働時間",
+            "Time": "Health at 受信時刻",
+        },
         width=12,
         height=7,
-        queries=[
-            g.Query(
-                text=q.select([q.agg("last", f, f)], GATEWAY_HEALTH, AT_GATEWAYS, group_by=["gateway"]),
-                table=True,
-            )
-            for f in fields
-        ],
-        transformations=g.organize(
-            ["gateway", "config_hash", "agent_version", "uptime_s", "Time"],
-            {
-                "gateway": "Gateway ゲートウェイ",
-                "config_hash": "Config hash 設定ハッシュ",
-                "agent_version": "Agent version バージョン",
-                "uptime_s": "Uptime 稼働時間",
-                "Time": "Health at 受信時刻",
-            },
-        ),
-        field_config={
-            "defaults": MERGED_COLUMNS["defaults"],
-            "overrides": [g.override("byName", "Uptime 稼働時間", unit="s")],
-        },
-        options=g.table_options(sort_by="Gateway ゲートウェイ", descending=False),
+        sort_by="Gateway ゲートウェイ",
+        overrides=[g.override("byName", "Uptime 稼働時間", unit="s")],
     )
 
 

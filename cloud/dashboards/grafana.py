@@ -405,3 +405,63 @@ def organize(order: Sequence[str], names: dict[str, str], hidden: Sequence[str] 
             },
         },
     ]
+
+
+# ------------------------------------------------------------------------------------------
+# Panels of the kinds every dashboard uses
+
+TABLE_CELLS: Json = {"custom": {"align": "auto", "cellOptions": {"type": "auto"}}}
+
+
+def timeseries_panel(
+    title: str,
+    description: str,
+    *,
+    width: int,
+    height: int,
+    queries: list[Query],
+    unit: str,
+    axis_label: str,
+    decimals: int | None = None,
+    overrides: Sequence[Json] = (),
+) -> Panel:
+    """Lines in `unit` on the left axis, with a legend table of the last and highest values."""
+    return Panel(
+        type="timeseries",
+        title=title,
+        description=description,
+        width=width,
+        height=height,
+        queries=queries,
+        field_config=timeseries_field_config(unit, axis_label, decimals=decimals, overrides=overrides),
+        options=TIMESERIES_OPTIONS,
+    )
+
+
+def table_panel(
+    title: str,
+    description: str,
+    *,
+    width: int,
+    height: int,
+    queries: list[Query],
+    columns: Sequence[str],
+    names: dict[str, str],
+    sort_by: str,
+    descending: bool = False,
+    hidden: Sequence[str] = (),
+    overrides: Sequence[Json] = (),
+) -> Panel:
+    """One table merged from `queries` (see `organize`), sorted by the column shown as `sort_by`,
+    ascending unless `descending`."""
+    return Panel(
+        type="table",
+        title=title,
+        description=description,
+        width=width,
+        height=height,
+        queries=queries,
+        transformations=organize(columns, names, hidden),
+        field_config={"defaults": TABLE_CELLS, "overrides": list(overrides)},
+        options=table_options(sort_by=sort_by, descending=descending),
+    )

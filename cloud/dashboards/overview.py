@@ -177,10 +177,9 @@ def _quality_stat() -> g.Panel:
 
 
 def _latest_values() -> g.Panel:
-    return g.Panel(
-        type="table",
-        title="Latest value per site and sensor — 地点・センサーの最新値",
-        description="The last valid reading of every channel at the selected sites and when it was taken "
+    return g.table_panel(
+        "Latest value per site and sensor — 地点・センサーの最新値",
+        "The last valid reading of every channel at the selected sites and when it was taken "
         "(readings). A time far behind the others means a silent sensor. 各センサーの最新値と計測時刻。",
         width=12,
         height=13,
@@ -195,31 +194,24 @@ def _latest_values() -> g.Panel:
                 table=True,
             )
         ],
-        transformations=g.organize(
-            ["site_name", "sensor", "sensor_name", "kind", "value", "unit", "Time"],
-            {
-                "site_name": "Site 地点",
-                "sensor": "Sensor センサー",
-                "sensor_name": "Name 名称",
-                "kind": "Kind 種別",
-                "value": "Value 値",
-                "unit": "Unit 単位",
-                "Time": "Measured 計測時刻",
-            },
-        ),
-        field_config={
-            "defaults": {"custom": {"align": "auto", "cellOptions": {"type": "auto"}}},
-            "overrides": [],
+        columns=["site_name", "sensor", "sensor_name", "kind", "value", "unit", "Time"],
+        names={
+            "site_name": "Site 地点",
+            "sensor": "Sensor センサー",
+            "sensor_name": "Name 名称",
+            "kind": "Kind 種別",
+            "value": "Value 値",
+            "unit": "Unit 単位",
+            "Time": "Measured 計測時刻",
         },
-        options=g.table_options(sort_by="Site 地点", descending=False),
+        sort_by="Site 地点",
     )
 
 
 def _alerts_table() -> g.Panel:
-    return g.Panel(
-        type="table",
-        title="Alerts — 警報",
-        description="Alert events in the time range (measurement alerts): raised, escalated, deescalated, "
+    return g.table_panel(
+        "Alerts — 警報",
+        "Alert events in the time range (measurement alerts): raised, escalated, deescalated, "
         "acknowledged, reminder, handover, resolved; the condition (level, rate, snow_dispatch, "
         "failure_forecast, or a maintenance condition such as flatline or suspect_data), the level (1-5, 0 "
         "when resolved), the value, the threshold and the reason sent to the duty officer. 警報の履歴 "
@@ -237,44 +229,40 @@ def _alerts_table() -> g.Panel:
                 table=True,
             )
         ],
-        transformations=g.organize(
-            [
-                "Time",
-                "site_name",
-                "sensor",
-                "kind",
-                "condition",
-                "event",
-                "level",
-                "value",
-                "threshold",
-                "reason",
-            ],
-            {
-                "site_name": "Site",
-                "sensor": "Sensor",
-                "kind": "Kind",
-                "level": "Level",
-                "value": "Value",
-                "threshold": "Threshold",
-                "reason": "Reason",
-                "event": "Event",
-                "condition": "Condition",
-            },
-        ),
-        field_config={
-            "defaults": {"custom": {"align": "auto", "cellOptions": {"type": "auto"}}},
-            "overrides": [
-                g.override(
-                    "byName",
-                    "Level",
-                    custom__cellOptions={"type": "color-background"},
-                    color={"mode": "thresholds"},
-                    thresholds=g.level_steps(base="transparent"),
-                )
-            ],
+        columns=[
+            "Time",
+            "site_name",
+            "sensor",
+            "kind",
+            "condition",
+            "event",
+            "level",
+            "value",
+            "threshold",
+            "reason",
+        ],
+        names={
+            "site_name": "Site",
+            "sensor": "Sensor",
+            "kind": "Kind",
+            "level": "Level",
+            "value": "Value",
+            "threshold": "Threshold",
+            "reason": "Reason",
+            "event": "Event",
+            "condition": "Condition",
         },
-        options=g.table_options(sort_by="Time"),
+        sort_by="Time",
+        descending=True,
+        overrides=[
+            g.override(
+                "byName",
+                "Level",
+                custom__cellOptions={"type": "color-background"},
+                color={"mode": "thresholds"},
+                thresholds=g.level_steps(base="transparent"),
+            )
+        ],
     )
 
 

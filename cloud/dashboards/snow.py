@@ -8,14 +8,11 @@ from cloud.dashboards import influxql as q
 from cloud.dashboards.common import (
     AT_SITES,
     DETECTIONS,
-    READINGS,
-    SENSOR_ALIAS,
     SNOW_DEPTH,
-    TENANT,
     THRESHOLDS,
-    alert_annotation,
-    level_lines,
-    site_variable,
+    level_panel,
+    site_dashboard,
+    site_series,
 )
 
 UID = "bosai-snow"
@@ -27,10 +24,9 @@ IS_DISPATCH = q.tag_is("what", "snow_dispatch")
 
 
 def _dispatch_table() -> g.Panel:
-    return g.Panel(
-        type="table",
-        title="Plow dispatch levels — 除雪出動基準",
-        description="The plow dispatch rule of each selected snow site: the new snowfall over the window "
+    return g.table_panel(
+        "Plow dispatch levels — 除雪出動基準",
+        "The plow dispatch rule of each selected snow site: the new snowfall over the window "
         "(kind new_snow_{window}h) at which plows go out, from the site's road class in the registry "
         "(Asahikawa practice: about 10 cm on arterial roads, 15 cm on residential roads in 24 h). "
         "道路区分ごとの除雪出動基準。",
@@ -47,51 +43,30 @@ def _dispatch_table() -> g.Panel:
                 table=True,
             )
         ],
-        transformations=g.organize(
-            ["site_name", "level_name", "kind", "value", "unit"],
-            {
-                "site_name": "Site 地点",
-                "level_name": "Rule 基準",
-                "kind": "New snow over 新積雪の期間",
-                "value": "Dispatch at 出動",
-                "unit": "Unit 単位",
-            },
-            hidden=["Time"],
-        ),
-        field_config={
-            "defaults": {"custom": {"align": "auto", "cellOptions": {"type": "auto"}}},
-            "overrides": [],
+        columns=["site_name", "level_name", "kind", "value", "unit"],
+        names={
+            "site_name": "Site 地点",
+            "level_name": "Rule 基準",
+            "kind": "New snow over 新積雪の期間",
+            "value": "Dispatch at 出動",
+            "unit": "Unit 単位",
         },
-        options=g.table_options(sort_by="Site 地点", descending=False),
+        hidden=["Time"],
+        sort_by="Site 地点",
     )
 
 
 def _depth_panel() -> g.Panel:
-    return g.Panel(
-        type="timeseries",
-        title="Snow depth — 積雪深 (cm)",
-        description="Snow depth of each sensor at the site (mean per interval, cm) with the site's snow "
+    return level_panel(
+        "Snow depth — 積雪深 (cm)",
+        "Snow depth of each sensor at the site (mean per interval, cm) with the site's snow "
         "depth thresholds from the registry as dashed lines in their level colour (e.g. 1 大雪注意 heavy "
         "snow caution, 2 大雪警戒 heavy snow warning). 積雪深と基準値。",
+        IS_SNOW,
         width=12,
-        height=10,
-        queries=[
-            g.Query(
-                text=q.select(
-                    [q.agg("mean", "value")],
-                    READINGS,
-                    [IS_SNOW, *AT_SITES],
-                    by_time=True,
-                    group_by=["site_name", "sensor", "sensor_name"],
-                ),
-                alias=SENSOR_ALIAS,
-            ),
-            level_lines(IS_SNOW),
-        ],
-        field_config=g.timeseries_field_config(
-            "suffix: cm", "cm", decimals=1, overrides=g.threshold_overrides(["B"])
-        ),
-        options=g.TIMESERIES_OPTIONS,
+        unit="suffix: cm",
+        axis_label="cm",
+        decimals=1,
     )
 
 
@@ -108,26 +83,16 @@ def _new_snow_panel() -> g.Panel:
         custom__lineWidth=2,
         custom__spanNulls=True,
     )
-    return g.Panel(
-        type="timeseries",
-        title="New snowfall — 新積雪 (1/3/6/12/24 h)",
-        description="JMA-style new snowfall of each sensor over the last 1, 3, 6, 12 and 24 hours (sum of "
+    return g.timeseries_panel(
+        "New snowfall — 新積雪 (1/3/6/12/24 h)",
+        "JMA-style new snowfall of each sensor over the last 1, 3, 6, 12 and 24 hours (sum of "
         "the positive hour-to-hour depth changes; settling and melt ignored; detections new_snow_*h, cm). "
         "The dashed line is the site's plow dispatch level by road class, in the colour of the window it "
         "applies to (usually 24 h). 新積雪と除雪出動基準。",
         width=12,
         height=10,
         queries=[
-            g.Query(
-                text=q.select(
-                    [q.agg("max", f, f) for f in window_fields],
-                    DETECTIONS,
-                    [IS_SNOW, *AT_SITES],
-                    by_time=True,
-                    group_by=["site_name", "sensor"],
-                ),
-                alias="$tag_sensor $col",
-            ),
+            site_series([q.agg("max", f, f) for f in window_fields], DETECTIONS, IS_SNOW, "$tag_sensor $col"),
             g.Query(
                 text=q.select(
                     [q.agg("max", "value")],
@@ -140,27 +105,23 @@ def _new_snow_panel() -> g.Panel:
                 alias="$tag_level_name $tag_kind",
             ),
         ],
-        field_config=g.timeseries_field_config("suffix: cm", "cm", decimals=1, overrides=[*colours, dashed]),
-        options=g.TIMESERIES_OPTIONS,
+        unit="suffix: cm",
+        axis_label="cm",
+        decimals=1,
+        overrides=[*colours, dashed],
     )
 
 
 def build() -> g.Dashboard:
-    return g.Dashboard(
-        uid=UID,
-        title="Snow — 積雪",
-        description="Per snow site: snow depth against its thresholds, new snowfall over 1-24 h and where it "
+    return site_dashboard(
+        UID,
+        "Snow — 積雪",
+        "Per snow site: snow depth against its thresholds, new snowfall over 1-24 h and where it "
         "reaches the plow dispatch level of the site's road class; alert events as annotations. "
         "積雪・除雪の監視。",
-        variables=[TENANT, site_variable("snow")],
-        annotations=[alert_annotation(IS_SNOW, "Snow alerts — 積雪の警報")],
-        sections=[
-            g.Section(panels=[_dispatch_table()]),
-            g.Section(
-                title="$site",
-                description="One row per selected snow site",
-                repeat="site",
-                panels=[_depth_panel(), _new_snow_panel()],
-            ),
-        ],
+        site_type="snow",
+        kind_condition=IS_SNOW,
+        alerts_name="Snow alerts — 積雪の警報",
+        summary=_dispatch_table(),
+        per_site=[_depth_panel(), _new_snow_panel()],
     )

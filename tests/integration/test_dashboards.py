@@ -53,9 +53,10 @@ from cloud.detect.engine import GatewayState
 from cloud.detect.inverse_velocity import InverseVelocity
 from cloud.detect.series import Snapshot
 from cloud.registry import Registry, load_registry
+from tests.health_samples import gateway_health
 from tests.servers import InfluxDB1, series_rows
 from wire.alerts import Alert, Forecast
-from wire.status import Health, SensorHealth
+from wire.status import SensorHealth
 from wire.telemetry import Quality, Reading
 
 pytestmark = pytest.mark.integration
@@ -313,24 +314,11 @@ def writer_lines() -> list[str]:
     )
     detection = points.detection_line(snapshot, sensor, site, kind)
     assert detection is not None
-    health = Health(
-        v=1,
+    health = gateway_health(
+        t,
+        {sensor.id: SensorHealth(1, 0, False, Quality.OK, t, False, 1, 0)},
         tenant=sensor.tenant,
         gateway=sensor.gateway,
-        ts=t,
-        uptime_s=1.0,
-        agent_version="sample",
-        config_hash="sha256:sample",
-        outbox_depth=0,
-        outbox_bytes=0,
-        outbox_oldest_age_s=0.0,
-        outbox_dropped=0,
-        outbox_dropped_readings=0,
-        messages_acked=0,
-        reconnects=0,
-        unrouted=0,
-        clock_synced=True,
-        sensors={sensor.id: SensorHealth(1, 0, False, Quality.OK, t, False, 1, 0)},
     )
     gateways = {(g.tenant, g.id): GatewayState(last_seen=t.timestamp()) for g in registry.data.gateways}
     return [

@@ -22,6 +22,7 @@ from cloud.detect.observation import AlertKey, Observation
 from cloud.registry import Registry, RegistryFile
 from cloud.shard import Shard, shard_of
 from cloud.writers.lpfile import read_lp_dir
+from tests.health_samples import gateway_health
 from wire import topics
 from wire.alerts import Alert
 from wire.status import Health, SensorHealth
@@ -156,30 +157,12 @@ def at(t: float) -> datetime:
 
 
 def health(ts: float, **changes: Any) -> Health:
-    h = Health(
-        v=1,
-        tenant="city-a",
-        gateway="gw1",
-        ts=at(ts),
-        uptime_s=300.5,
-        agent_version='0.1.0 "beta"',
-        config_hash="sha256:ab12",
-        outbox_depth=2,
-        outbox_bytes=512,
-        outbox_oldest_age_s=1.5,
-        outbox_dropped=0,
-        outbox_dropped_readings=0,
-        messages_acked=298,
-        reconnects=1,
-        unrouted=0,
-        clock_synced=True,
-        sensors={
-            "radar": SensorHealth(5, 1, False, Quality.OK, at(T - 60), True, 2, 3),
-            "stray sensor": SensorHealth(3, 3, True, None, None, False, 0, 0),
-            "rain": SensorHealth(4, 0, False, Quality.TIMEOUT, at(T - 120), False, 4, 0),  # registered to gw2
-        },
-    )
-    return msgspec.structs.replace(h, **changes)
+    sensors = {
+        "radar": SensorHealth(5, 1, False, Quality.OK, at(T - 60), True, 2, 3),
+        "stray sensor": SensorHealth(3, 3, True, None, None, False, 0, 0),
+        "rain": SensorHealth(4, 0, False, Quality.TIMEOUT, at(T - 120), False, 4, 0),  # registered to gw2
+    }
+    return gateway_health(at(ts), sensors, **changes)
 
 
 # --- gateway_health, gateway_sensor_health ---

@@ -133,6 +133,13 @@ def secret(path: Path, text: str, mode: int = 0o600) -> Path:
     return path
 
 
+def token_args(tmp_path: Path) -> list[str]:
+    """The options of a run with a Grafana token and an InfluxDB token, each in its own file."""
+    token = secret(tmp_path / "grafana.token", TOKEN)
+    influx = secret(tmp_path / "influx.token", INFLUX_TOKEN)
+    return ["--token-file", str(token), "--influx-token-file", str(influx)]
+
+
 def provision(url: str, *extra: str) -> int:
     return main(
         ["dashboards", "provision", "--grafana-url", url, "--influx-url", "http://influxdb:8086", *extra]
@@ -143,9 +150,7 @@ def test_first_run_creates_second_run_updates_without_duplicates(
     grafana: tuple[FakeGrafana, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, url = grafana
-    token = secret(tmp_path / "grafana.token", TOKEN)
-    influx = secret(tmp_path / "influx.token", INFLUX_TOKEN)
-    args = ["--token-file", str(token), "--influx-token-file", str(influx)]
+    args = token_args(tmp_path)
 
     assert provision(url, *args) == 0
     out = capsys.readouterr().out
@@ -172,14 +177,7 @@ def test_first_run_creates_second_run_updates_without_duplicates(
 
 def test_what_grafana_receives(grafana: tuple[FakeGrafana, str], tmp_path: Path) -> None:
     state, url = grafana
-    token = secret(tmp_path / "grafana.token", TOKEN)
-    influx = secret(tmp_path / "influx.token", INFLUX_TOKEN)
-    assert (
-        provision(
-            url, "--token-file", str(token), "--influx-token-file", str(influx), "--folder", "防災 Bosai"
-        )
-        == 0
-    )
+    assert provision(url, *token_args(tmp_path), "--folder", "防災 Bosai") == 0
     assert state.requests and all(r.headers.get("Authorization") == f"Bearer {TOKEN}" for r in state.requests)
     assert state.folders["bosai"]["title"] == "防災 Bosai"
     ds = state.datasources["bosai-influxdb"]
@@ -210,9 +208,7 @@ def test_secrets_are_never_printed(
     grafana: tuple[FakeGrafana, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, url = grafana
-    token = secret(tmp_path / "grafana.token", TOKEN)
-    influx = secret(tmp_path / "influx.token", INFLUX_TOKEN)
-    args = ["--token-file", str(token), "--influx-token-file", str(influx)]
+    args = token_args(tmp_path)
     assert provision(url, *args) == 0
     state.fail_dashboards = True
     assert provision(url, *args) == 1

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, and only what is missing (safe to run again and again):
 #   - Debian 12 packages: the real servers the integration tests start on free ports
-#     (mosquitto, mosquitto-clients, victoria-metrics, influxdb); needs root (or sudo);
+#     (mosquitto, mosquitto-clients, victoria-metrics, influxdb), and Node.js with npm for the
+#     Node-RED benchmark peer; needs root (or sudo);
 #   - .venv with the project installed editable with its [dev] extras.
 # With --python-only it does just the second part (what `make demo` needs; no root).
 # The packages are not left running as system services: tests start their own instances.
@@ -36,6 +37,10 @@ install_debian_packages() {
       victoria-metrics:/usr/bin/victoria-metrics influxdb:/usr/bin/influxd; do
     [ -x "${pair#*:}" ] || missing+=("${pair%%:*}")
   done
+  # Node.js and npm for the Node-RED peer of the ingest benchmark (benchmarks/nodered/, tested
+  # by tests/integration/test_nodered_peer.py); any Node.js >= 18 will do, Debian 12 has 18.
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
   # Debian's python3 needs python3-venv for `python3 -m venv` (ensurepip is split out).
   "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   [ ${#missing[@]} -eq 0 ] && return 0

@@ -174,9 +174,13 @@ def reference_levels(channel: Channel, values: list[float]) -> list[int]:
 
 def _without_reminders(config_path: Path) -> Path:
     """Reminders and handovers run on the consumer's clock: 15 min is 0.6 s here.  This test
-    counts state changes; test_alerting covers reminders."""
+    counts state changes; test_alerting covers reminders.  Dashboard snapshots are rarer too."""
     raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     raw["alerts"]["disaster"] = {"renotify_after_min": None, "escalate_after_min": None}
+    # The dashboards' snapshots run on the consumer's clock too: every 60 s would be every 42 ms
+    # here, in the process whose simulators and agent poll RS-485 with a 50 ms timeout.  A
+    # deployed consumer never shares a process with a gateway; test_dashboards covers them.
+    raw["dashboards_every_s"] = raw["thresholds_every_s"] = 3600
     config_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return config_path
 

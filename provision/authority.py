@@ -17,7 +17,6 @@ written once, to the technician, and a lost bundle is replaced by rotating.  The
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -25,7 +24,7 @@ from typing import Literal
 import msgspec
 
 from provision import pki
-from provision.mosquitto import write_private_file
+from provision.mosquitto import write_atomically
 from wire import bundle, configfile
 from wire.configfile import ConfigError
 
@@ -143,18 +142,12 @@ class Authority:
 
 def write_public_file(path: Path, data: bytes) -> None:
     """Atomic write, mode 0644 (certificates, ACL, config: nothing secret)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        os.fchmod(f.fileno(), 0o644)
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, data, 0o644)
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
-    write_private_file(path, data.decode("utf-8"))
+    """Atomic write, mode 0600 (keys, passwords, bundles)."""
+    write_atomically(path, data, 0o600)
 
 
 def private_dir(path: Path) -> Path:

@@ -174,7 +174,12 @@ class PasswordFile:
 
 
 def write_private_file(path: Path, text: str) -> None:
-    """Replace `path` by `text` atomically (temporary file, fsync, rename) with mode 0600.
+    """Replace `path` by `text` atomically with mode 0600 (write_atomically)."""
+    write_atomically(path, text.encode("utf-8"), 0o600)
+
+
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Replace `path` by `data` atomically (temporary file, fsync, rename) with `mode`.
 
     An existing file keeps its owner and group: Mosquitto drops root and reads its password file
     as user "mosquitto" (at every reload), so an operator who made the file the broker's once
@@ -187,7 +192,7 @@ def write_private_file(path: Path, text: str) -> None:
         previous = None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o600)  # mkstemp already creates 0600; said explicitly because it matters
+        os.fchmod(fd, mode)  # mkstemp creates 0600; set before any byte is written
         if previous is not None and (previous.st_uid, previous.st_gid) != (os.geteuid(), os.getegid()):
             try:
                 os.fchown(fd, previous.st_uid, previous.st_gid)
@@ -196,8 +201,8 @@ def write_private_file(path: Path, text: str) -> None:
                     f"{path}: cannot keep its owner {previous.st_uid}:{previous.st_gid} "
                     "(run as that user or as root)"
                 ) from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -10,6 +10,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only argparse at import time: a gateway has no cloud extras
+    from provision.authority import Authority
+    from provision.gateways import Issued
 
 from bosai.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Handler
 
@@ -335,11 +340,7 @@ def _install(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _report(authority: object, issued: object, verb: str) -> None:
-    from provision.authority import Authority
-    from provision.gateways import Issued
-
-    assert isinstance(authority, Authority) and isinstance(issued, Issued)
+def _report(authority: Authority, issued: Issued, verb: str) -> None:
     r = issued.record
     print(f"{verb} {r.tenant}/{r.gateway}: bundle version {r.version}, login {r.auth} as {r.username!r}")
     print(f"  bundle      {issued.bundle_path} (0600: it holds the credentials; delete it once installed)")

@@ -135,6 +135,11 @@ class ConsumerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # The registry's thresholds go into every snapshot this often (they change only with the
     # registry, and are most of a snapshot's lines).
     thresholds_every_s: Positive = 600.0
+    # At most one `detections` point (rate, next-level forecast, new snowfall, failure forecast;
+    # cloud.points) per series per this much sample time.  Each costs a fit of the series'
+    # windows and a stored line; a rate over a 30 min window barely moves in 5 min.  Series
+    # sampled less often get one per sample.
+    detections_every_s: Positive = 300.0
 
 
 def load_consumer_config(path: str | Path) -> ConsumerConfig:

@@ -86,7 +86,6 @@ STOP_TIMEOUT_S = 30.0
 NOTIFY_STOP_S = 5.0  # how long stop() lets the notifiers deliver what is pending
 TICK_S = 1.0  # silence checks, reminders and duty officers' actions are looked at this often
 ACK_GROUP = 1000  # acknowledgements handed on together (one sequence-state save for them all)
-DETECTIONS_EVERY_S = 60.0  # at most one `detections` point per series per minute of sample time
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +380,7 @@ class Consumer:
                 self._journal.add(a.sensor.tenant, a.sensor.id, r.kind, r.ts.timestamp(), r.value)
             t = a.reading.ts.timestamp()
             key = (a.sensor.tenant, a.sensor.id, a.reading.kind)
-            if t - self._last_detection.get(key, -1e18) >= DETECTIONS_EVERY_S:
+            if t - self._last_detection.get(key, -1e18) >= self.config.detections_every_s:
                 snap = self._engine.snapshot(a.sensor, a.reading.kind, t)
                 line = points.detection_line(snap, a.sensor, a.site, a.reading.kind) if snap else None
                 if line is not None:

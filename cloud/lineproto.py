@@ -47,15 +47,26 @@ def int_field(value: int) -> str:
     return f"{int(value)}i"
 
 
-def line(meas: str, tags: dict[str, str], fields: dict[str, str], ts_ms: int) -> str:
-    """One line; `fields` values must already be formatted with the *_field helpers.
+def series(meas: str, tags: dict[str, str]) -> str:
+    """The series key, `measurement,tag=value,...`: the part of a line before its fields.
 
     Tags with empty values are left out (line protocol forbids them); tags are sorted by key as
-    InfluxDB recommends for write performance.
+    InfluxDB recommends for write performance.  A series' key does not change from one point to
+    the next, so hot paths compute it once (cloud.points caches it per sensor).
     """
     tag_part = "".join(f",{tag(k)}={tag(v)}" for k, v in sorted(tags.items()) if v != "")
+    return f"{measurement(meas)}{tag_part}"
+
+
+def line(meas: str, tags: dict[str, str], fields: dict[str, str], ts_ms: int) -> str:
+    """One line; `fields` values must already be formatted with the *_field helpers."""
+    return series_line(series(meas, tags), fields, ts_ms)
+
+
+def series_line(key: str, fields: dict[str, str], ts_ms: int) -> str:
+    """One line of the series `key` (from `series`); field values formatted as for `line`."""
     field_part = ",".join(f"{tag(k)}={v}" for k, v in fields.items())
-    return f"{measurement(meas)}{tag_part} {field_part} {ts_ms}"
+    return f"{key} {field_part} {ts_ms}"
 
 
 # --- Reading line protocol back (the embedded store's files, the demo report, tests) ---

@@ -1,6 +1,11 @@
 """The ingest benchmark's run: servers, subject, publishers, measurement window, drain, verification.
 
-See benchmarks/ingest/__init__.py for what is measured and how.
+See benchmarks/ingest/__init__.py for what is measured and how.  Consumer scaling: `--consumers
+1,2,4` measures the bosai subject with 1, 2 and 4 consumer processes in turn (rows "bosai",
+"bosai x2 (shard)", ...), each against a fresh broker and database with the same message set;
+`--split shard|shared` says how the processes divide the gateways (benchmarks/ingest/subjects.py).
+The subject's CPU (summed over its processes, 100 % = one core) is measured over the window and its
+resident memory at the window's end (benchmarks/ingest/usage.py).
 """
 
 from __future__ import annotations
@@ -15,14 +20,23 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks.edge_agent import describe, machine
 from benchmarks.ingest.control import CONTROL_STEP, BacklogControl
 from benchmarks.ingest.infra import BrokerBacklog, KeepingVictoriaMetrics, bench_mosquitto
-from benchmarks.ingest.subjects import SUBJECTS, Environment, Subject
+from benchmarks.ingest.subjects import (
+    SPLITS,
+    SUBJECTS,
+    Environment,
+    Subject,
+    SubjectFactory,
+    bosai_subject,
+    subject_label,
+)
+from benchmarks.ingest.usage import CpuReading, Memory, cpu_percent, read_cpu, read_memory
 from benchmarks.ingest.verify import Verdict, verify
 from benchmarks.loadgen import (
     TENANT,
@@ -48,6 +62,42 @@ def progress(line: str) -> None:
 
 
 @dataclass(frozen=True)
+class Plan:
+    """One row of the results: a subject kind (SUBJECTS), and for bosai its process layout."""
+
+    kind: str
+    consumers: int = 1
+    split: str | None = None  # for bosai with consumers > 1: "shard" or "shared"
+
+    @property
+    def label(self) -> str:
+        return self.kind if self.split is None else subject_label(self.consumers, self.split)
+
+    @property
+    def slug(self) -> str:
+        """Its work directory's name."""
+        return self.kind if self.split is None else f"{self.kind}-x{self.consumers}-{self.split}"
+
+    def factory(self) -> SubjectFactory:
+        if self.kind == "bosai":
+            return bosai_subject(self.consumers, self.split or SPLITS[0])
+        return SUBJECTS[self.kind]
+
+
+def plans(args: argparse.Namespace) -> list[Plan]:
+    """The rows in run order: each --subject in turn, bosai once per --consumers count (x --split)."""
+    rows: list[Plan] = []
+    for kind in args.subject:
+        if kind != "bosai":
+            rows.append(Plan(kind))
+            continue
+        for count in args.consumers:
+            for split in [None] if count == 1 else args.split:
+                rows.append(Plan(kind, count, split))
+    return list(dict.fromkeys(rows))  # a subject named twice runs once
+
+
+@dataclass(frozen=True)
 class Sample:
     t: float  # seconds since the publishers started
     published: int  # messages handed to the broker (publishers' own counters)
@@ -57,7 +107,10 @@ class Sample:
 
 @dataclass(frozen=True)
 class Result:
-    subject: str
+    subject: str  # the row's label, e.g. "bosai x2 (shard)"
+    kind: str  # SUBJECTS key
+    consumers: int  # processes of the subject
+    split: str | None  # how several bosai processes divide the gateways; None for one
     gateways: int
     sensors: int
     readings_per_message: int
@@ -81,6 +134,10 @@ class Result:
     wrong_values: int
     unexpected: int
     bad_tags: int
+    cpu_percent: float | None  # the subject's processes over the window; 100 = one core
+    rss_mib: float | None  # resident memory of its processes at the window's end, summed
+    rss_peak_mib: float | None  # the most each process was resident at, summed
+    notes: list[str]  # what the subject says after the drain (benchmarks/ingest/subjects.py)
 
 
 def choose_spec(args: argparse.Namespace, per_gateway: int, now_ms: int) -> LoadSpec:
@@ -119,8 +176,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         f"from {time.strftime('%Y-%m-%d %H:%M', time.gmtime(spec.t0_ms / 1000))} UTC"
     )
     runs: list[dict[str, Any]] = []
-    for name in args.subject:
-        result, verdict = run_subject(args, name, spec, per_gateway, registry, workdir / name)
+    for plan in plans(args):
+        result, verdict = run_subject(args, plan, spec, per_gateway, registry, workdir / plan.slug)
         runs.append({"result": asdict(result), "verdict": asdict(verdict)})
     info["loadavg_at_end"] = os.getloadavg()[0]
     return {
@@ -133,7 +190,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 def run_subject(
-    args: argparse.Namespace, name: str, spec: LoadSpec, per_gateway: int, registry: Path, workdir: Path
+    args: argparse.Namespace, plan: Plan, spec: LoadSpec, per_gateway: int, registry: Path, workdir: Path
 ) -> tuple[Result, Verdict]:
     with (
         bench_mosquitto(workdir / "mosquitto") as broker,
@@ -144,19 +201,20 @@ def run_subject(
             broker.port,
             vm.url,
             registry,
-            workdir / name,
+            workdir / plan.kind,
             batch_size=args.batch_size,
         )
-        progress(f"{name}: broker {env.broker_url}, VictoriaMetrics {vm.url}, workdir {workdir}")
-        with SUBJECTS[name](env) as subject:
+        progress(f"{plan.label}: broker {env.broker_url}, VictoriaMetrics {vm.url}, workdir {workdir}")
+        with plan.factory()(env) as subject:
             if not subject.wait_ready(READY_TIMEOUT):
                 raise RuntimeError(f"{subject.name} not ready after {READY_TIMEOUT:.0f} s{_tail(subject)}")
             progress(f"{subject.name}: ready")
-            return measure(args, spec, per_gateway, env, subject, vm)
+            return measure(args, plan, spec, per_gateway, env, subject, vm)
 
 
 def measure(
     args: argparse.Namespace,
+    plan: Plan,
     spec: LoadSpec,
     per_gateway: int,
     env: Environment,
@@ -194,13 +252,11 @@ def measure(
         baseline = backlog.value or 0
         samples: list[Sample] = []
         window = (args.warmup, args.warmup + args.duration)
-        db_counts: dict[str, tuple[float, int]] = {}
+        edges = Edges()
         started = time.monotonic()
         publishers.go()
         try:
-            samples = _sample(
-                args, subject, publishers, backlog, baseline, started, window, stored, db_counts
-            )
+            samples = _sample(args, subject, publishers, backlog, baseline, started, window, stored, edges)
         finally:
             results = publishers.stop()
         stopped = time.monotonic() - started
@@ -211,20 +267,56 @@ def measure(
         raise RuntimeError("; ".join(errors))
     if any(r.exhausted for r in results):
         progress("WARNING: publishers ran out of prepared messages before the window ended: raise --max-rate")
-    counts = {g: n for r in results for g, n in r.counts.items()}
-    messages = sum(counts.values())
-    expected = expected_series(spec, counts)
+    acknowledged = {g: n for r in results for g, n in r.counts.items()}
+    messages = sum(acknowledged.values())
+    expected = expected_series(spec, acknowledged)
     readings = sum(e.count for e in expected.values())
     progress(
         f"publishing stopped after {stopped:.1f} s: {messages} messages, {readings} readings acknowledged"
     )
     drain_s = _drain(args, subject, stored, messages, readings)
+    notes = subject.notes()
+    for note in notes:
+        progress(f"{subject.name}: {note}")
     progress("verifying every series in the database")
     verdict = verify(vm.url, spec, expected, TENANT)
     for line in verdict.examples:
         progress(f"  {line}")
-    result = _result(args, subject, samples, window, db_counts, results, messages, readings, drain_s, verdict)
+    counts = Counts(messages, readings, drain_s)
+    result = _result(args, plan, subject, samples, window, edges, results, counts, verdict, notes)
     return result, verdict
+
+
+@dataclass
+class Edges:
+    """What is read at the window's start and end: the database's count (with when it was taken),
+    the subject's CPU, and its memory at the end."""
+
+    db_counts: dict[str, tuple[float, int]] = field(default_factory=dict)
+    cpu: dict[str, CpuReading] = field(default_factory=dict)
+    memory: Memory | None = None
+
+    def reached(self, edge: str) -> bool:
+        return edge in self.db_counts
+
+    def read(self, edge: str, subject: Subject, t: float, stored: Callable[[], int]) -> None:
+        pids = subject.pids()
+        self.cpu[edge] = read_cpu(pids)
+        if edge == "end":
+            self.memory = read_memory(pids)
+        self.db_counts[edge] = (t, stored())
+
+    def cpu_percent(self) -> float | None:
+        if "start" not in self.cpu or "end" not in self.cpu or not self.cpu["end"].seconds:
+            return None
+        return cpu_percent(self.cpu["start"], self.cpu["end"])
+
+
+@dataclass(frozen=True)
+class Counts:
+    messages: int  # acknowledged by the broker
+    readings: int
+    drain_s: float
 
 
 def _sample(
@@ -236,10 +328,10 @@ def _sample(
     started: float,
     window: tuple[float, float],
     stored: Callable[[], int],
-    db_counts: dict[str, tuple[float, int]],
+    edges: Edges,
 ) -> list[Sample]:
     """Until the window's end: backlog control every CONTROL_STEP s; once a second a sample of the
-    counters; the database's count at both edges of the window."""
+    counters; the database's count and the subject's CPU at both edges of the window."""
     samples: list[Sample] = []
     control = BacklogControl(publishers.control.pause, args.backlog_seconds, args.backlog_cap)
     step = 0
@@ -257,8 +349,8 @@ def _sample(
             continue
         samples.append(Sample(t, published, processed, held))
         for edge, at in (("start", window[0]), ("end", window[1])):
-            if edge not in db_counts and t >= at:
-                db_counts[edge] = (time.monotonic() - started, stored())
+            if not edges.reached(edge) and t >= at:
+                edges.read(edge, subject, time.monotonic() - started, stored)
         if step % (5 * per_second) == 0:
             phase = "warm-up" if t < window[0] else "window"
             paused = " (publishers paused)" if control.pause.is_set() else ""
@@ -293,19 +385,20 @@ def _drain(
 
 def _result(
     args: argparse.Namespace,
+    plan: Plan,
     subject: Subject,
     samples: list[Sample],
     window: tuple[float, float],
-    db_counts: dict[str, tuple[float, int]],
+    edges: Edges,
     results: list[Any],
-    messages: int,
-    readings: int,
-    drain_s: float,
+    counts: Counts,
     verdict: Verdict,
+    notes: list[str],
 ) -> Result:
     start, end = window
     in_window = [s for s in samples if start <= s.t <= end]
     db_rate = 0.0
+    db_counts = edges.db_counts
     if "start" in db_counts and "end" in db_counts:
         (ta, ca), (tb, cb) = db_counts["start"], db_counts["end"]
         db_rate = (cb - ca) / (tb - ta) if tb > ta else 0.0
@@ -319,6 +412,9 @@ def _result(
     backlogs = [s.backlog for s in in_window if s.backlog is not None]
     return Result(
         subject=subject.name,
+        kind=plan.kind,
+        consumers=plan.consumers,
+        split=plan.split,
         gateways=args.gateways,
         sensors=args.sensors,
         readings_per_message=args.readings,
@@ -333,15 +429,19 @@ def _result(
         db_readings_per_s=db_rate,
         backlog_min=min(backlogs) if backlogs else None,
         publishers_exhausted=any(r.exhausted for r in results),
-        messages=messages,
-        readings=readings,
-        drain_s=drain_s,
+        messages=counts.messages,
+        readings=counts.readings,
+        drain_s=counts.drain_s,
         verified=verdict.ok and verdict.expected_points > 0,
         missing=verdict.missing,
         duplicates=verdict.duplicates,
         wrong_values=verdict.wrong_values,
         unexpected=verdict.unexpected,
         bad_tags=verdict.bad_tags,
+        cpu_percent=edges.cpu_percent(),
+        rss_mib=None if edges.memory is None else edges.memory.rss_mib,
+        rss_peak_mib=None if edges.memory is None else edges.memory.peak_mib,
+        notes=notes,
     )
 
 
@@ -351,9 +451,9 @@ def _tail(subject: Subject) -> str:
 
 
 TABLE_HEADER = (
-    "| subject | gateways x sensors | readings/msg | batch | messages/s | readings/s | offered msg/s "
-    "| backlog min | messages | readings | loss / duplicates |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    "| subject | processes | gateways x sensors | readings/msg | batch | messages/s | readings/s "
+    "| offered msg/s | CPU % | RSS MiB | backlog min | messages | readings | loss / duplicates |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 )
 
 
@@ -365,11 +465,51 @@ def table_row(r: Result) -> str:
         f"{r.unexpected} unexpected, {r.bad_tags} bad tags"
     )
     rate_note = "" if r.rate is None else f" (at {r.rate:g} msg/s)"
+    cpu = "-" if r.cpu_percent is None else f"{r.cpu_percent:.0f}"
+    rss = "-" if r.rss_mib is None else f"{r.rss_mib:.0f}"
+    backlog = "-" if r.backlog_min is None else str(r.backlog_min)
     return (
-        f"| {r.subject}{rate_note} | {r.gateways} x {r.sensors} | {r.readings_per_message} | {r.batch_size} "
-        f"| {r.messages_per_s:,.0f} | {r.readings_per_s:,.0f} | {r.offered_messages_per_s:,.0f} "
-        f"| {'-' if r.backlog_min is None else r.backlog_min} | {r.messages} | {r.readings} | {check} |"
+        f"| {r.subject}{rate_note} | {r.consumers} | {r.gateways} x {r.sensors} | {r.readings_per_message} "
+        f"| {r.batch_size} | {r.messages_per_s:,.0f} | {r.readings_per_s:,.0f} "
+        f"| {r.offered_messages_per_s:,.0f} | {cpu} | {rss} | {backlog} | {r.messages} | {r.readings} "
+        f"| {check} |"
     )
+
+
+def ratio_lines(results: list[Result]) -> list[str]:
+    """The first row against each peer row, and each further bosai row against the first bosai row
+    (the scaling factor of more consumer processes)."""
+    lines: list[str] = []
+    first = results[0]
+    base = next((r for r in results if r.kind == "bosai"), None)
+    for other in results[1:]:
+        if other.kind == "bosai" and base is not None and other is not base:
+            if base.messages_per_s > 0:
+                ratio = other.messages_per_s / base.messages_per_s
+                lines.append(f"{other.subject} / {base.subject}: {ratio:.2f}x the messages/s")
+        elif other.messages_per_s > 0:
+            ratio = first.messages_per_s / other.messages_per_s
+            lines.append(f"{first.subject} / {other.subject}: {ratio:.2f}x the messages/s")
+    return lines
+
+
+def counts_list(text: str) -> list[int]:
+    """ "1,2,4" -> [1, 2, 4]: consumer process counts, each at least 1."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every count must be at least 1")
+    return counts
+
+
+def splits_list(text: str) -> list[str]:
+    splits = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [s for s in splits if s not in SPLITS]
+    if not splits or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: each split must be one of {', '.join(SPLITS)}")
+    return splits
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -385,6 +525,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         help="what to measure (default bosai); repeat to measure several one after another with the "
         "same messages, each against a fresh broker and database, e.g. --subject bosai --subject nodered",
+    )
+    parser.add_argument(
+        "--consumers",
+        type=counts_list,
+        action="append",
+        metavar="N[,N...]",
+        help="bosai consumer processes against the same broker and database (default 1); a list, e.g. "
+        "1,2,4 (or repeated), measures each count in turn with the same messages",
+    )
+    parser.add_argument(
+        "--split",
+        type=splits_list,
+        action="append",
+        metavar="|".join(SPLITS),
+        help="how several bosai processes divide the gateways: shard (default: each owns a hash share "
+        "of the gateways, docs/scaling.md) or shared (one MQTT 5 shared subscription group); "
+        "shard,shared measures both",
     )
     parser.add_argument("--gateways", type=int, default=100, help="simulated gateways (default 100)")
     parser.add_argument(
@@ -429,6 +586,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the JSON line to FILE")
     args = parser.parse_args(argv)
     args.subject = args.subject or ["bosai"]
+    args.consumers = list(dict.fromkeys(n for ns in args.consumers or [[1]] for n in ns))
+    args.split = list(dict.fromkeys(s for ss in args.split or [[SPLITS[0]]] for s in ss))
     if min(args.gateways, args.sensors, args.readings, args.publishers, args.inflight) < 1:
         parser.error("--gateways, --sensors, --readings, --publishers and --inflight must be positive")
     if args.publishers > args.gateways:
@@ -460,12 +619,13 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         print(table_row(result))
     print()
-    if len(results) > 1:
-        first = results[0]
-        for other in results[1:]:
-            if other.messages_per_s > 0:
-                ratio = first.messages_per_s / other.messages_per_s
-                print(f"{first.subject} / {other.subject}: {ratio:.2f}x the messages/s")
+    for result in results:
+        for note in result.notes:
+            print(f"{result.subject}: {note}")
+    lines = ratio_lines(results)
+    for text in lines:
+        print(text)
+    if lines or any(r.notes for r in results):
         print()
     line = json.dumps(report, ensure_ascii=False)
     print(line)

@@ -138,10 +138,13 @@ class SeriesDetector:
         self.last_eval: float | None = None
         self.last_suspect: float | None = None
         self.last_update: dict[str, float] = {}
-        # Latest derived values (also read by evaluation).
-        self.rate: float | None = None
-        self.crossing: Crossing | None = None
-        self.crossing_level: int | None = None
+        # Latest derived values (also read by evaluation).  The rate and the next-level forecast
+        # are computed when asked (an alert, a `detections` point, the evaluation), not for every
+        # sample: a Theil-Sen fit costs more than the rest of a sample's detection, and most
+        # samples raise nothing.
+        self._level_sample: tuple[float, float] | None = None  # (t, smoothed value) last levelled
+        self._next_level_key: tuple[float, int] | None = None  # (t, level) _next_level is for
+        self._next_level: tuple[Crossing, int, float] | None = None  # crossing, level, threshold
         self.failure: FailureForecast | None = None
         self._failure_fitted_at: float | None = None
         self._recent: deque[tuple[float, float]] = deque()  # for smooth_s
@@ -286,8 +289,28 @@ class SeriesDetector:
 
     # --- detectors ---
 
+    @property
+    def rate(self) -> float | None:
+        """The robust rate of change over the rate window, in the channel's rate unit."""
+        if self.rate_window is None or self.rate_factor is None:
+            return None
+        r = self.rate_window.rate()  # fitted once per change of the window (and REFITS_PER_WINDOW)
+        return None if r is None else r.per_s * self.rate_factor
+
+    @property
+    def crossing(self) -> Crossing | None:
+        """When the trend reaches the next level (None: no significant trend towards it)."""
+        nxt = self._next_level_crossing()
+        return nxt[0] if nxt else None
+
+    @property
+    def crossing_level(self) -> int | None:
+        nxt = self._next_level_crossing()
+        return nxt[1] if nxt else None
+
     def _detect(self, out: list[Observation], t: float, value: float) -> None:
-        self.rate = self._rate(t, value)
+        if self.rate_window is not None:
+            self.rate_window.add(t, value)
         if self.trend is not None:
             self.trend.add(t, value)
         if self.levels is not None:
@@ -301,13 +324,6 @@ class SeriesDetector:
         if self.iv is not None:
             self.iv.add(t, value)
             self._failure(out, t, value)
-
-    def _rate(self, t: float, value: float) -> float | None:
-        if self.rate_window is None or self.rate_factor is None:
-            return None
-        self.rate_window.add(t, value)
-        r = self.rate_window.rate()
-        return None if r is None else r.per_s * self.rate_factor
 
     def _danger_rate(self, value: float) -> float:
         """The rate's magnitude in the dangerous direction, 0 when not significant or safe-going."""
@@ -335,34 +351,46 @@ class SeriesDetector:
         previous = tracker.level
         value = self._smoothed(t, value)
         new = tracker.update(t, value)
-        forecast = self._next_level_forecast(t, value)
+        self._level_sample = (t, value)
         if new == previous:
-            if new > 0:
-                self._refresh(out, wa.LEVEL, new, t, value, forecast)
+            if new > 0 and self._refresh_due(wa.LEVEL, t):
+                self._refresh(out, wa.LEVEL, new, t, value, self._next_level_forecast())
             return
-        out.append(self._level_obs(t, value, new, previous, forecast))
+        out.append(self._level_obs(t, value, new, previous, self._next_level_forecast()))
 
-    def _next_level_forecast(self, t: float, value: float) -> Forecast | None:
-        self.crossing, self.crossing_level = None, None
-        if self.trend is None or self.levels is None or self.channel.forecast is None:
+    def _next_level_crossing(self) -> tuple[Crossing, int, float] | None:
+        """(crossing, level, threshold) of the next level from the latest levelled sample, computed
+        once per sample and level, when first asked."""
+        sample, levels = self._level_sample, self.levels
+        if sample is None or levels is None or self.trend is None or self.channel.forecast is None:
             return None
-        nxt = self.levels.next_threshold()
+        t, value = sample
+        key = (t, levels.level)
+        if key == self._next_level_key:
+            return self._next_level
+        self._next_level_key, self._next_level = key, None
+        nxt = levels.next_threshold()
         if nxt is None:
             return None
-        level, target = nxt
-        if self.channel.direction == "absolute" and value < 0:
-            target = -target
+        level, threshold = nxt
+        target = -threshold if self.channel.direction == "absolute" and value < 0 else threshold
         crossing = forecast_crossing(self.trend, t, target, self.channel.forecast.horizon_s)
-        if crossing is None:
+        if crossing is not None:
+            self._next_level = (crossing, level, threshold)
+        return self._next_level
+
+    def _next_level_forecast(self) -> Forecast | None:
+        nxt = self._next_level_crossing()
+        if nxt is None:
             return None
-        self.crossing, self.crossing_level = crossing, level
+        crossing, level, threshold = nxt
         return Forecast(
             "next_level",
             _ts(crossing.eta),
             _ts(crossing.earliest),
             _ts(crossing.latest),
             target_level=level,
-            target_value=nxt[1],
+            target_value=threshold,
         )
 
     def _level_obs(self, t: float, value: float, new: int, previous: int, fc: Forecast | None) -> Observation:
@@ -412,12 +440,15 @@ class SeriesDetector:
     def _threshold(self, level: int) -> Threshold:
         return next(th for th in self.channel.thresholds if th.level == level)
 
+    def _refresh_due(self, condition: str, t: float) -> bool:
+        last = self.last_update.get(condition)
+        return last is None or t - last >= UPDATE_S
+
     def _refresh(
         self, out: list[Observation], condition: str, level: int, t: float, value: float, fc: Forecast | None
     ) -> None:
         """Every UPDATE_S of an active condition: fresher value, rate and forecast (no notification)."""
-        last = self.last_update.get(condition)
-        if last is not None and t - last < UPDATE_S:
+        if not self._refresh_due(condition, t):
             return
         self.last_update[condition] = t
         th = self._threshold(level) if condition == wa.LEVEL else None

@@ -227,3 +227,38 @@ def test_same_estimate_and_interval_as_scipy(seed: int) -> None:
     assert rate.per_s == pytest.approx(ref.slope, rel=1e-12)
     assert rate.low == pytest.approx(min(ref.low_slope, ref.slope), rel=1e-12)
     assert rate.high == pytest.approx(max(ref.high_slope, ref.slope), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_every_refit_equals_a_fit_from_scratch_of_the_window(seed: int) -> None:
+    """Every refit of a RateWindow equals the Theil-Sen of exactly the samples it holds then,
+    through evictions of several samples at once, quantised values (ties), thinning, ignored
+    samples and a clear."""
+    from cloud.detect.trend import CONFIDENCE, _theil_sen
+
+    rng = random.Random(seed)
+    window = RateWindow(1800.0, min_samples=4, max_samples=rng.choice([12, 40, 120]))
+    t = T0
+    fits = 0
+    for step in range(400):
+        t += rng.choice([1.0, 30.0, 60.0, 60.0, 60.0, 90.0, 400.0, 1000.0])
+        value = round(1.5 + 0.002 * step + rng.gauss(0.0, 0.01), rng.choice([2, 3, 6]))
+        window.add(t, value)
+        if rng.random() < 0.1:
+            window.add(t - 5.0, value)  # older than the last: ignored
+        if step == 250:
+            window.clear()
+        rate = window.rate()
+        expected = _theil_sen(list(window._t), list(window._v), CONFIDENCE, distinct_times=True)
+        refitted = window._fitted_at == window._t[-1] if window._t else False  # not held by REFITS
+        if rate is None or expected is None or not refitted:
+            continue
+        fits += 1
+        want = expected.rate
+        assert (rate.per_s, rate.low, rate.high, rate.n) == pytest.approx(
+            (want.per_s, want.low, want.high, want.n), rel=1e-12, abs=1e-15
+        )
+        assert window.fitted(t) == pytest.approx(
+            expected.intercept + expected.rate.per_s * (t - expected.t_ref), rel=1e-12
+        )
+    assert fits > 100

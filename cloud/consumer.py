@@ -212,6 +212,7 @@ class Consumer:
         self._connect_problem: str | None = None
         self._stopping = False
         self._stopped = False
+        self._skipped_at_stop = 0  # queued messages left for redelivery by stop()
         self._publishes: deque[mqtt.MQTTMessageInfo] = deque()
         self._republish: dict[str, bytes] = {}  # alert topic -> latest payload not handed to the broker
         self._republish_lock = threading.Lock()
@@ -269,6 +270,8 @@ class Consumer:
         if self._worker is not None:
             self._queue.put(_STOP)
             self._worker.join(STOP_TIMEOUT_S)
+            if self._skipped_at_stop:
+                log.info("%d queued messages left for the broker to redeliver", self._skipped_at_stop)
         # Commits (and acknowledges) what the worker handed over, then lets the store take it
         # for a while; what it does not take stays in the spool for the next start.
         self._sink.close(max(1.0, deadline - time.monotonic()))
@@ -505,6 +508,12 @@ class Consumer:
             if now - self._last_tick >= TICK_S:
                 self._last_tick = now
                 self.tick(now)
+            if isinstance(item, _Message) and self._stopping:
+                # Stopping: what is still queued is left unprocessed and unacknowledged, so the
+                # broker redelivers it to the next session.  Processing it first kept a core busy
+                # for as long as the queue took (up to MAX_QUEUED_MESSAGES: minutes) after SIGTERM.
+                self._skipped_at_stop += 1
+                continue
             if isinstance(item, _Message):
                 self._arrived = item.arrived
                 # Asked when the message's turn comes, not when it arrives: a flood is queued

@@ -133,6 +133,30 @@ def test_worker_thread_processes_queued_messages(tmp_path: Path) -> None:
     assert not (tmp_path / "store").exists()
 
 
+def test_stop_leaves_queued_messages_for_redelivery_instead_of_processing_them(tmp_path: Path) -> None:
+    """A stop with a long queue returns promptly: the worker finishes at most the message in
+    hand and leaves the rest unprocessed and unacknowledged, for the broker to redeliver."""
+    import threading
+
+    c = make_consumer(tmp_path, LineProtocolFileStore(path=str(tmp_path / "override")))
+    c.start()
+    stopper = threading.Thread(target=c.stop)
+    with c._lock:  # the worker takes the first message and waits for the lock (tick or processing)
+        for seq in range(1, 101):
+            c._queue.put(
+                _Message(TOPIC, msg(seq, 1.0, t0=NOW - 600 + seq), time.time(), seq, 1, 0, time.monotonic())
+            )
+        deadline = time.monotonic() + 5
+        while c._queue.qsize() > 99 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stopper.start()
+        while not c._stopping and time.monotonic() < deadline:
+            time.sleep(0.01)
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert c.stats.messages <= 1 and c.stats.messages + c._skipped_at_stop == 100
+
+
 def test_alert_states_are_held_while_the_broker_is_away_and_published_on_reconnect(tmp_path: Path) -> None:
     c = make_consumer(tmp_path, alerts={"log_path": "alerts.jsonl", "publish": True})
     c.process_message(TOPIC, msg(1, 2.5))  # never connected: paho cannot take the publish

@@ -367,8 +367,8 @@ def _publish(
             if job.rate is not None:
                 due = start + sent / job.rate
                 delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                if delay > 0 and control.stop.wait(delay):  # a slow rate must not delay the stop
+                    break
             if not window.acquire(timeout=ACK_TIMEOUT):
                 raise RuntimeError(f"publisher {job.index}: no PUBACK for {ACK_TIMEOUT:.0f} s")
             info = client.publish(t, body, qos=1)

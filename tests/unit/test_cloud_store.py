@@ -82,6 +82,23 @@ def test_bad_quality_reading_has_no_value() -> None:
     assert parse_line(points.reading_line(r, SENSOR, SITE)).fields == {"q": 5}
 
 
+@pytest.mark.parametrize("name", NASTY_NAMES)
+@pytest.mark.parametrize("q", list(Quality))
+def test_reading_line_with_its_cached_series_key_equals_the_generic_line(name: str, q: Quality) -> None:
+    """reading_line builds each sensor's series key once (points._reading_series); the line must
+    be byte for byte what the generic lineproto.line writes."""
+    sensor = Sensor(id="s-1", tenant="demo-city", gateway="gw01", site=SITE.id, name=name)
+    site = Site(id=SITE.id, tenant=SITE.tenant, name=name, type=SITE.type)
+    value = 1.25 if q is Quality.OK else None
+    r = Reading("s-1", "river_level", T, value, "m", q)
+    fields = {"q": lineproto.int_field(points.QUALITY_CODES[q])}
+    if value is not None:
+        fields["value"] = lineproto.float_field(value)
+    tags = {"tenant": "demo-city", "site": SITE.id, "site_name": name, "gateway": "gw01", "sensor": "s-1"}
+    tags |= {"sensor_name": name, "kind": "river_level", "unit": "m"}
+    assert points.reading_line(r, sensor, site) == lineproto.line(points.READINGS, tags, fields, TS)
+
+
 def test_quality_codes_are_fixed() -> None:
     assert {q.value: c for q, c in points.QUALITY_CODES.items()} == {
         "ok": 0,

@@ -75,9 +75,10 @@ def level_lines(
     kind_condition: str, *, what: str = "level", mirror: bool = False, unit_in_name: bool = False
 ) -> Query:
     """The registry's thresholds of the shown kinds at the selected site, one series per level
-    (`thresholds` snapshot, written every minute by the consumer).  `mirror`: the negated
-    copies of direction-"absolute" thresholds, to draw the band below zero too.  Several sensors
-    of one site with different values for the same level draw the outermost one."""
+    (`thresholds` snapshot, written every `thresholds_every_s` by the consumer, drawn with
+    fill(previous)).  `mirror`: the negated copies of direction-"absolute" thresholds, to draw the
+    band below zero too.  Several sensors of one site with different values for the same level
+    draw the outermost one."""
     alias = LEVEL_ALIAS + (" ($tag_unit)" if unit_in_name else "") + (" −" if mirror else "")
     return Query(
         text=q.select(
@@ -86,7 +87,7 @@ def level_lines(
             [q.tag_is("what", what), kind_condition, q.tag_is("mirror", "1" if mirror else "0"), *AT_SITES],
             by_time=True,
             group_by=["level_name", *(["unit"] if unit_in_name else [])],
-            fill="previous",  # a snapshot a minute: keep the line through shorter intervals
+            fill="previous",  # a snapshot every thresholds_every_s: keep the line through the gaps
         ),
         alias=alias,
     )

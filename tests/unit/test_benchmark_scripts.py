@@ -1,13 +1,15 @@
 """The in-process benchmarks run end to end on tiny sizes (so the scripts in BENCHMARKS.md do not
-rot): consumer CPU by stage, and detection memory per sensor."""
+rot): consumer CPU by stage, detection memory per sensor, and the figure drawn from the
+committed results."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from benchmarks import consumer_cpu, detect_memory
+from benchmarks import consumer_cpu, detect_memory, plot_consumer
 
 
 def last_json(out: str) -> dict[str, object]:
@@ -33,3 +35,10 @@ def test_detect_memory_reports_bytes_per_sensor(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert "bytes per sensor" in out
     last_json(out)
+
+
+def test_the_committed_results_draw_the_figure(tmp_path: Path) -> None:
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "2026-12-06"
+    out = tmp_path / "consumer.png"
+    assert plot_consumer.main([str(results), "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")

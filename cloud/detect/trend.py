@@ -101,60 +101,35 @@ def _theil_sen(
     n = len(times)
     if n < 2 or times[-1] <= times[0]:
         return None
+    t_ref = times[0]
     x = np.fromiter(times, dtype=float, count=n)
+    x -= t_ref  # epoch seconds lose precision in the pair slopes
     y = np.fromiter(values, dtype=float, count=n)
-    slopes = _pair_slopes(x, y, *_pairs(n), distinct_times)
-    slopes.sort()
-    # Times strictly increasing (as RateWindow keeps them) have no ties; values may (quantised).
-    x_ties = 0.0 if distinct_times else _ties_term(times)
-    return _fit_sorted(slopes, x, y, x_ties + _ties_term(values), confidence)
-
-
-def _pair_slopes(
-    x: npt.NDArray[np.float64],
-    y: npt.NDArray[np.float64],
-    i: npt.NDArray[np.intp],
-    j: npt.NDArray[np.intp],
-    distinct_times: bool = True,
-) -> npt.NDArray[np.float64]:
-    """Slopes of the pairs (i, j), always computed as (y[j] - y[i]) / (x[j] - x[i]) on the same
-    epoch-second floats, so a slope computed again later is bit-for-bit the one stored."""
+    i, j = _pairs(n)
     dx = x[j] - x[i]
     dy = y[j] - y[i]
     if not distinct_times:
         keep = dx != 0.0  # a slope is the same from either end: no need for dx > 0
         dx, dy = dx[keep], dy[keep]
-    return dy / dx
-
-
-def _fit_sorted(
-    slopes: npt.NDArray[np.float64],
-    x: npt.NDArray[np.float64],
-    y: npt.NDArray[np.float64],
-    ties: float,
-    confidence: float,
-) -> _Fit | None:
-    """The fit from the sorted pair slopes of the samples (x, y) (times in epoch seconds) and the
-    ties term of both coordinates."""
-    n = len(x)
+    slopes = dy / dx
+    slopes.sort()
     count = len(slopes)
-    if count == 0:
-        return None
     mid = count // 2
     slope = float(slopes[mid]) if count % 2 else float((slopes[mid - 1] + slopes[mid]) / 2.0)
-    t_ref = float(x[0])
-    residuals = y - slope * (x - t_ref)  # relative to the first sample: epoch seconds lose precision
+    residuals = y - slope * x
     residuals.sort()
     half = n // 2
     intercept = float(residuals[half]) if n % 2 else float((residuals[half - 1] + residuals[half]) / 2.0)
-    variance = (n * (n - 1) * (2 * n + 5) - ties) / 18.0
+    # Times strictly increasing (as RateWindow keeps them) have no ties; values may (quantised).
+    x_ties = 0.0 if distinct_times else _ties_term(times)
+    variance = (n * (n - 1) * (2 * n + 5) - x_ties - _ties_term(values)) / 18.0
     spread = _z(confidence) * math.sqrt(max(variance, 0.0))
     low = float(slopes[max(round((count - spread) / 2.0) - 1, 0)])  # indices as scipy's
     high = float(slopes[min(round((count + spread) / 2.0), count - 1)])
     if not (math.isfinite(slope) and math.isfinite(intercept) and math.isfinite(low) and math.isfinite(high)):
         return None
     low, high = min(low, slope), max(high, slope)  # rounding on (near-)exact lines
-    return _Fit(Rate(slope, low, high, n, float(x[-1]) - t_ref), t_ref, intercept)
+    return _Fit(Rate(slope, low, high, n, times[-1] - times[0]), t_ref, intercept)
 
 
 def _tie_weight(k: int) -> int:

@@ -95,7 +95,7 @@ def _theil_sen(
 
     Cost: it runs for every sample of every rate-watched series, so it makes few numpy calls
     (pair indices cached per size, no n x n matrices, sorts instead of np.median) and counts ties
-    with a Counter: 4x faster than the first version (`python -m benchmarks.consumer_cpu`).
+    with a Counter (what that buys the consumer: `python -m benchmarks.consumer_cpu`).
     Carrying the sorted slopes from fit to fit (delete the pairs that left, insert the new) was
     tried and was slower at these window sizes: numpy's per-call cost dominates, not the sort."""
     n = len(times)

@@ -10,6 +10,14 @@ scaling-shards.json, scaling-shared.json (benchmarks.ingest --consumers) and
 latency-half-saturation.json (benchmarks.latency).  Four panels: messages/s against the peer,
 CPU per message before and after, messages/s over consumer processes, and the distribution of
 alert latency.
+
+With `--ceilings`, the figure of issue 9's throughput targets against the ceilings instead:
+
+    .venv/bin/python -m benchmarks.plot_consumer --ceilings benchmarks/results/2026-12-06-ceilings \\
+        --out docs/img/benchmarks/ceilings-2026-12-06.png
+
+from mqtt-receive-{10-readings,1-reading}.json (benchmarks.mqtt_receive),
+ingest-{10-readings,1-reading}.json and consumer-cpu-{10-readings,1-reading}.json of one session.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 BOSAI, PEER, GREY = "#1f77b4", "#ff7f0e", "#999999"
 
@@ -104,6 +113,62 @@ def latency_panel(ax: Axes, folder: Path) -> None:
     ax.legend(loc="lower right")
 
 
+TARGET_MSG_S = 20_000  # issue 9: one consumer process, validation and detection on
+TARGET_PEER_RATIO = 2.0  # issue 9: at least twice the Node-RED flow's rate on the same run
+
+
+def ceilings_panel(ax: Axes, folder: Path, shape: str, title: str) -> None:
+    """Messages/s on a log scale: the two MQTT clients doing nothing, the peer, the consumer's worker
+    without MQTT, the consumer live; the targets as lines."""
+    receive = load(folder, f"mqtt-receive-{shape}")["best"]
+    ingest = {r["result"]["subject"]: r["result"] for r in load(folder, f"ingest-{shape}")["runs"]}
+    worker = load(folder, f"consumer-cpu-{shape}")["stages"]["consumer"]
+    peer = ingest["nodered"]["messages_per_s"]
+    bars = [
+        ("mqtt.js, receive only\n(Node-RED's client)", receive["mqttjs-v5"]["messages_per_s"], PEER),
+        ("paho, receive only\n(the consumer's client)", receive["paho-v5"]["messages_per_s"], BOSAI),
+        ("Node-RED flow\n(parse, map, write)", peer, PEER),
+        ("bosai worker, no MQTT\n(validate, detect, lines)", worker["messages_per_s"], GREY),
+        ("bosai consumer, live\n(everything)", ingest["bosai"]["messages_per_s"], BOSAI),
+    ]
+    ys = range(len(bars))[::-1]
+    for y, (_, rate, colour) in zip(ys, bars, strict=True):
+        ax.barh(y, rate, color=colour, height=0.6)
+        ax.annotate(f" {rate:,.0f}", (rate, y), va="center", fontsize=8)
+    ax.set_yticks(list(ys), [label for label, _, _ in bars], fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlim(300, 300_000)
+    ax.axvline(TARGET_MSG_S, color="#d62728", linestyle="--", label=f"target {TARGET_MSG_S:,} msg/s")
+    ax.axvline(
+        TARGET_PEER_RATIO * peer, color=PEER, linestyle=":", label=f"target 2x Node-RED ({2 * peer:,.0f})"
+    )
+    ax.set_xlabel("messages/s (log scale)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def ceilings_figure(folder: Path) -> Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8))
+    ceilings_panel(axes[0], folder, "10-readings", "10 readings per message")
+    ceilings_panel(axes[1], folder, "1-reading", "1 reading per message")
+    fig.suptitle(
+        f"Issue 9's throughput targets against the ceilings, {folder.name} (2-core machine)", fontsize=12
+    )
+    fig.tight_layout()
+    return fig
+
+
+def consumer_figure(folder: Path) -> Figure:
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    ingest_panel(axes[0][0], folder)
+    cpu_panel(axes[0][1], folder)
+    scaling_panel(axes[1][0], folder)
+    latency_panel(axes[1][1], folder)
+    fig.suptitle(f"bosai cloud consumer, {folder.name}", fontsize=13)
+    fig.tight_layout()
+    return fig
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.plot_consumer",
@@ -111,14 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("folder", type=Path, help="e.g. benchmarks/results/2026-12-06")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    parser.add_argument(
+        "--ceilings", action="store_true", help="draw the targets against the ceilings (see the docstring)"
+    )
     args = parser.parse_args(argv)
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    ingest_panel(axes[0][0], args.folder)
-    cpu_panel(axes[0][1], args.folder)
-    scaling_panel(axes[1][0], args.folder)
-    latency_panel(axes[1][1], args.folder)
-    fig.suptitle(f"bosai cloud consumer, {args.folder.name}", fontsize=13)
-    fig.tight_layout()
+    fig = ceilings_figure(args.folder) if args.ceilings else consumer_figure(args.folder)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
     print(args.out)

@@ -1,6 +1,7 @@
 """The broker-and-database benchmarks run end to end on tiny sizes, so the commands in
 BENCHMARKS.md keep working: the ingest benchmark (the bosai consumer, every point verified in a
-real VictoriaMetrics) and the alert-latency benchmark (every probe notified and queryable)."""
+real VictoriaMetrics), the alert-latency benchmark (every probe notified and queryable) and the
+MQTT receive ceiling (paho and mqtt.js take the whole backlog from a real Mosquitto)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks import mqtt_receive
 from benchmarks.ingest import runner as ingest
 from benchmarks.latency import runner as latency
 
@@ -37,3 +39,15 @@ def test_latency_benchmark_notifies_every_probe(tmp_path: Path, capsys: pytest.C
     argv = ["--sensors", "20", "--duration", "4", "--warmup", "1", "--probes-every", "1", "--settle", "10"]
     assert latency.main([*argv, "--workdir", str(tmp_path)]) == 0
     assert "notified" in capsys.readouterr().out
+
+
+def test_mqtt_receive_benchmark_drains_the_backlog_with_both_clients(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--messages", "300", "--readings", "2", "--gateways", "3", "--repeat", "1"]
+    argv += ["--subject", "paho-v5", "--subject", "mqttjs-v311"]
+    assert mqtt_receive.main(argv) == 0
+    runs = last_json(capsys.readouterr().out)["runs"]
+    assert isinstance(runs, list)
+    assert sorted(r["subject"] for r in runs) == ["mqttjs-v311", "paho-v5"]
+    assert all(r["messages"] == 300 and r["messages_per_s"] > 0 for r in runs)

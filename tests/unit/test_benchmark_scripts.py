@@ -1,6 +1,6 @@
 """The in-process benchmarks run end to end on tiny sizes (so the scripts in BENCHMARKS.md do not
 rot): consumer CPU by stage, detection memory per sensor, and the figure drawn from the
-committed results."""
+committed results (the consumer's and the ceilings')."""
 
 from __future__ import annotations
 
@@ -41,4 +41,11 @@ def test_the_committed_results_draw_the_figure(tmp_path: Path) -> None:
     results = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "2026-12-06"
     out = tmp_path / "consumer.png"
     assert plot_consumer.main([str(results), "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_committed_ceiling_results_draw_the_ceilings_figure(tmp_path: Path) -> None:
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "2026-12-06-ceilings"
+    out = tmp_path / "ceilings.png"
+    assert plot_consumer.main(["--ceilings", str(results), "--out", str(out)]) == 0
     assert out.read_bytes().startswith(b"\x89PNG")

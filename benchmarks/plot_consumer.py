@@ -140,7 +140,10 @@ def ceilings_panel(ax: Axes, folder: Path, shape: str, title: str) -> None:
     ax.set_xlim(300, 300_000)
     ax.axvline(TARGET_MSG_S, color="#d62728", linestyle="--", label=f"target {TARGET_MSG_S:,} msg/s")
     ax.axvline(
-        TARGET_PEER_RATIO * peer, color=PEER, linestyle=":", label=f"target 2x Node-RED ({2 * peer:,.0f})"
+        TARGET_PEER_RATIO * peer,
+        color=PEER,
+        linestyle=":",
+        label=f"target {TARGET_PEER_RATIO:g}x Node-RED ({TARGET_PEER_RATIO * peer:,.0f})",
     )
     ax.set_xlabel("messages/s (log scale)")
     ax.set_title(title)

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from benchmarks.ingest import usage
 from bosai.paths import PROFILES_DIR, REPO_ROOT
 
 # The floor worker is this module run as a subprocess, and its RSS must be that of a bare
@@ -264,21 +265,13 @@ class TelemetryRecorder:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    # The command name (field 2) is in parentheses and may contain spaces: split after it.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])  # fields[0] is field 3 (state)
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+    return usage.parse_stat_cpu_ticks(Path(f"/proc/{pid}/stat").read_text()) / usage.CLOCK_TICKS
 
 
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS (resident now) and VmHWM (peak resident) of a process, in KiB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0])
-    return out
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {key: usage.parse_status_kib(status, key) for key in ("VmRSS", "VmHWM")}
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from paho.mqtt.properties import Properties
 
 from benchmarks import loadgen
 from benchmarks.edge_agent import describe, machine
+from benchmarks.ingest import usage
 from benchmarks.ingest.infra import bench_mosquitto
 from benchmarks.nodered.peer import PeerError, install
 from cloud.mqtt import SESSION_EXPIRY_S
@@ -149,10 +150,7 @@ def publish(host: str, port: int, messages: list[tuple[str, bytes]]) -> None:
 
 
 def _rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return usage.parse_status_kib(Path("/proc/self/status").read_text(), "VmRSS") * 1024
 
 
 def drain_paho(host: str, port: int, client_id: str, count: int, version: MQTTProtocolVersion) -> Drained:

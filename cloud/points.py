@@ -105,13 +105,17 @@ def _reading_series(
     return lineproto.series(READINGS, tags)
 
 
+# The q field of an OK reading, formatted once (the hot path writes the line without a dict).
+_OK_FIELD = f"q={lineproto.int_field(QUALITY_CODES[Quality.OK])}"
+
+
 def reading_line(reading: Reading, sensor: Sensor, site: Site) -> str:
     key = _reading_series(
         sensor.tenant, site.id, site.name, sensor.gateway, sensor.id, sensor.name, reading.kind, reading.unit
     )
     ts = ts_ms(reading.ts)
     if reading.q is Quality.OK and reading.value is not None:
-        return f"{key} q=0i,value={lineproto.float_field(reading.value)} {ts}"
+        return f"{key} {_OK_FIELD},value={lineproto.float_field(reading.value)} {ts}"
     return f"{key} q={lineproto.int_field(QUALITY_CODES[reading.q])} {ts}"
 
 

@@ -183,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         "--ceilings", action="store_true", help="draw the targets against the ceilings (see the docstring)"
     )
     args = parser.parse_args(argv)
-    fig = ceilings_figure(args.folder) if args.ceilings else consumer_figure(args.folder)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    # Matplotlib's own font, whatever a Japanese font package imported earlier made the default
+    # (IPAexGothic has no µ, which these labels use).
+    with plt.rc_context({"font.family": "DejaVu Sans"}):
+        fig = ceilings_figure(args.folder) if args.ceilings else consumer_figure(args.folder)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.out, dpi=110)
     print(args.out)
     return 0
 

@@ -15,10 +15,13 @@ from edge.agent import Agent
 from edge.config import Bus, SensorConfig, load_gateway
 from edge.outbox import Outbox
 from edge.profiles import Profile
-from wire.clock import Clock, ScaledClock
+from tests.virtual_time import LoopClock, VirtualTimeLoop
+from tests.virtual_time import run as run_on
+from wire.clock import Clock
 from wire.telemetry import Quality, Reading, decode_telemetry, make_reading, utc_from_epoch
 
 PROFILES = Path(__file__).resolve().parents[2] / "firmware_configs" / "profiles"
+START = 1_800_000_000.0
 
 
 class Stub:
@@ -67,7 +70,9 @@ def config(tmp_path: Path, max_batch: int) -> Path:
     return path
 
 
-def run(agent: Agent, seconds: float) -> None:
+def run(agent: Agent, loop: VirtualTimeLoop, seconds: float) -> None:
+    """Run `agent` for `seconds` of virtual time on `loop` (the loop its clock reads)."""
+
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))
@@ -75,7 +80,7 @@ def run(agent: Agent, seconds: float) -> None:
         stop.set()
         await task
 
-    asyncio.run(main())
+    run_on(loop, main())
 
 
 def stored(path: Path) -> list[tuple[int, bytes]]:
@@ -88,9 +93,10 @@ def stored(path: Path) -> list[tuple[int, bytes]]:
 
 def test_batches_go_to_the_outbox_and_stop_flushes_the_rest(tmp_path: Path, stub_rtu: None) -> None:
     gw = load_gateway(config(tmp_path, max_batch=4))
-    clock = ScaledClock(1_800_000_000.0, 20.0)  # 1 s sensor interval = 50 ms real
+    loop = VirtualTimeLoop()
+    clock = LoopClock(loop, START)
     agent = Agent(gw, clock)
-    run(agent, 1.0)
+    run(agent, loop, 20.0)
 
     assert agent.outbox_path == tmp_path / "outbox.sqlite"  # relative to the config file
     rows = stored(agent.outbox_path)
@@ -106,8 +112,10 @@ def test_batches_go_to_the_outbox_and_stop_flushes_the_rest(tmp_path: Path, stub
     assert s.sensor_errors["pt-dead"] > 0 and s.sensor_errors["pt-1"] == 0
 
     # a restart continues the sequence after the stored messages
+    loop = VirtualTimeLoop()
+    clock = LoopClock(loop, START + 60.0)
     again = Agent(gw, clock, outbox_path=tmp_path / "outbox.sqlite")
-    run(again, 0.3)
+    run(again, loop, 6.0)
     seqs = [s for s, _ in stored(agent.outbox_path)]
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > len(messages)
 
@@ -137,8 +145,6 @@ class Rising(Stub):
         return [make_reading(sensor.id, p.kind, ts, level, p.unit, q) for p in profile.modbus.points]
 
 
-START = 1_800_000_000.0
-
 
 def test_report_policy_suppresses_quiet_samples_and_sends_fast_mode_first(tmp_path: Path) -> None:
     drivers.register("modbus_rtu", Rising)
@@ -149,9 +155,10 @@ def test_report_policy_suppresses_quiet_samples_and_sends_fast_mode_first(tmp_pa
         for s in raw["sensors"]:
             s["report"] = policy
         path.write_text(yaml.safe_dump(raw))
-        clock = ScaledClock(START, 20.0)
+        loop = VirtualTimeLoop()
+        clock = LoopClock(loop, START)
         agent = Agent(load_gateway(path), clock)
-        run(agent, 1.0)  # 20 clock seconds: pt-1 reaches 2.0 m after 10
+        run(agent, loop, 20.0)  # pt-1 reaches 2.0 m after 10 s
     finally:
         drivers._FACTORIES.pop("modbus_rtu")
 
@@ -172,7 +179,7 @@ def test_report_policy_suppresses_quiet_samples_and_sends_fast_mode_first(tmp_pa
     assert len(levels) == len(fast) and levels == sorted(levels) and min(levels) >= 2.0 - 1e-9
     # fast polls every 0.5 s of clock time instead of 1 s
     times = sorted({r.ts.timestamp() for r in fast})
-    assert all(0.4 < b - a < 0.7 for a, b in itertools.pairwise(times)), times
+    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([0.5] * (len(times) - 1)), times
     # Quiet: pt-2 and the dead sensor are sent once (first sample) and then never within 20 s.
     quiet = [r for m in normal for r in m.readings if r.sensor in ("pt-2", "pt-dead")]
     assert [r.sensor for r in quiet] == ["pt-2", "pt-dead"]  # the first sample of each
@@ -197,9 +204,10 @@ class Repeating(Stub):
 def test_a_sample_seen_again_is_not_sent_again(tmp_path: Path) -> None:
     drivers.register("modbus_rtu", Repeating)
     try:
-        clock = ScaledClock(START, 20.0)
+        loop = VirtualTimeLoop()
+        clock = LoopClock(loop, START)
         agent = Agent(load_gateway(config(tmp_path, max_batch=200)), clock)
-        run(agent, 1.0)  # 20 clock seconds, polled every second: 4 or 5 distinct samples per sensor
+        run(agent, loop, 20.0)  # polled every second: 4 or 5 distinct samples per sensor
     finally:
         drivers._FACTORIES.pop("modbus_rtu")
     messages = [decode_telemetry(p, now=clock.now()) for _, p in stored(agent.outbox_path)]
@@ -226,20 +234,21 @@ def test_readings_wait_in_memory_while_the_outbox_cannot_be_written(
         real_stage(self, readings, urgent=urgent, created=created)
 
     monkeypatch.setattr(outbox_module.Outbox, "stage", stage)
-    clock = ScaledClock(START, 20.0)
+    loop = VirtualTimeLoop()
+    clock = LoopClock(loop, START)
     agent = Agent(load_gateway(config(tmp_path, max_batch=200)), clock)
 
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))
-        await asyncio.sleep(0.5)  # ~10 polls per sensor, none stored
+        await asyncio.sleep(10.0)  # 10 polls per sensor, none stored
         assert agent._unstaged_count > 0
         broken["on"] = False  # the card works again: the held readings go in with the next ones
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(6.0)
         stop.set()
         await task
 
-    asyncio.run(main())
+    run_on(loop, main())
     messages = [decode_telemetry(p, now=clock.now()) for _, p in stored(agent.outbox_path)]
     assert sum(len(m.readings) for m in messages) == agent.stats.readings_reported == agent.stats.readings
     assert agent._unstaged == []

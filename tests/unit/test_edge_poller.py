@@ -13,18 +13,20 @@ from edge.config import GatewayConfig, LoadedGateway, ModbusRtuBus, ModbusTcpBus
 from edge.drivers.base import failed
 from edge.poller import Poller
 from edge.profiles import Profile, load_profiles
-from wire.clock import RealClock
+from tests.virtual_time import LoopClock, VirtualTimeLoop, run
+from wire.clock import Clock
 from wire.mqttconf import MqttConfig
 from wire.telemetry import Quality, Reading, make_reading, utc_from_epoch
 
 PROFILES = Path(__file__).resolve().parents[2] / "firmware_configs" / "profiles"
+EPOCH = 1_800_000_000.0
 
 
 class StubDriver:
     """Answers at once, except units listed in `hang` (never answer) or `fail_times`."""
 
     def __init__(
-        self, clock: RealClock, hang: frozenset[int] = frozenset(), fail_times: int = 0, budget: float = 0.2
+        self, clock: Clock, hang: frozenset[int] = frozenset(), fail_times: int = 0, budget: float = 0.2
     ) -> None:
         self.clock = clock
         self.hang = hang
@@ -93,7 +95,8 @@ def gaps(times: list[float]) -> list[float]:
 
 
 def test_hung_slave_does_not_stall_or_drop_the_others(caplog: pytest.LogCaptureFixture) -> None:
-    clock = RealClock()
+    loop = VirtualTimeLoop()
+    clock = LoopClock(loop, EPOCH)
     bus = ModbusRtuBus(id="rs485", port="/dev/null", pause=0.01)
     gw = gateway([sensor("dead", 1), sensor("a", 2), sensor("b", 3)], [bus])
     driver = StubDriver(clock, hang=frozenset({1}), budget=0.2)
@@ -101,7 +104,7 @@ def test_hung_slave_does_not_stall_or_drop_the_others(caplog: pytest.LogCaptureF
     poller = Poller(gw, clock, lambda s, r: got[s.id].extend(r), drivers={"rs485": driver})
 
     with caplog.at_level(logging.DEBUG, logger="edge.poller"):
-        asyncio.run(run_for(poller, 2.0))
+        run(loop, run_for(poller, 2.0))
 
     assert driver.opened and driver.closed
     assert driver.max_active == 1  # one request at a time on the bus
@@ -119,25 +122,27 @@ def test_hung_slave_does_not_stall_or_drop_the_others(caplog: pytest.LogCaptureF
 
 
 def test_buses_run_in_parallel() -> None:
-    clock = RealClock()
+    loop = VirtualTimeLoop()
+    clock = LoopClock(loop, EPOCH)
     slow_bus = ModbusTcpBus(id="slow", host="x")
     fast_bus = ModbusRtuBus(id="fast", port="/dev/null", pause=0.0)
     gw = gateway([sensor("dead", 1, "slow"), sensor("live", 2, "fast", interval=0.1)], [slow_bus, fast_bus])
     slow, fast = StubDriver(clock, hang=frozenset({1}), budget=5.0), StubDriver(clock)
     poller = Poller(gw, clock, lambda s, r: None, drivers={"slow": slow, "fast": fast})
-    asyncio.run(run_for(poller, 1.0))
+    run(loop, run_for(poller, 1.0))
     live = [t for s, t in fast.reads if s == "live"]
     assert len(live) >= 8
     assert max(gaps(live)) < 0.2
 
 
 def test_failing_device_logs_once_then_recovered(caplog: pytest.LogCaptureFixture) -> None:
-    clock = RealClock()
+    loop = VirtualTimeLoop()
+    clock = LoopClock(loop, EPOCH)
     gw = gateway([sensor("flaky", 1, interval=0.05)], [ModbusRtuBus(id="rs485", port="/dev/null", pause=0.0)])
     driver = StubDriver(clock, fail_times=4)
     poller = Poller(gw, clock, lambda s, r: None, drivers={"rs485": driver})
     with caplog.at_level(logging.DEBUG, logger="edge.poller"):
-        asyncio.run(run_for(poller, 0.6))
+        run(loop, run_for(poller, 0.6))
     levels = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "edge.poller"]
     assert [lvl for lvl, _ in levels].count(logging.WARNING) == 1
     assert [lvl for lvl, _ in levels].count(logging.DEBUG) == 3
@@ -147,23 +152,25 @@ def test_failing_device_logs_once_then_recovered(caplog: pytest.LogCaptureFixtur
 
 
 def test_schedule_keeps_grid_and_skips_missed_slots() -> None:
-    clock = RealClock()
+    loop = VirtualTimeLoop()
+    clock = LoopClock(loop, EPOCH)
     gw = gateway([sensor("s", 1, interval=0.1)], [ModbusRtuBus(id="rs485", port="/dev/null", pause=0.0)])
     driver = StubDriver(clock)
     poller = Poller(gw, clock, lambda s, r: None, drivers={"rs485": driver})
-    asyncio.run(run_for(poller, 1.05))
+    run(loop, run_for(poller, 1.05))
     times = [t for _, t in driver.reads]
-    # on a 0.1 s grid from the first read: no drift, no burst
-    assert 10 <= len(times) <= 12
-    assert all(0.07 < g < 0.14 for g in gaps(times)), gaps(times)
+    # on a 0.1 s grid from the first read (each read takes 5 ms): no drift, no burst
+    assert len(times) == 11
+    assert gaps(times) == pytest.approx([0.1] * 10), gaps(times)
 
 
 def test_read_once_reads_every_sensor_and_times_out_the_hung_one() -> None:
-    clock = RealClock()
+    loop = VirtualTimeLoop()
+    clock = LoopClock(loop, EPOCH)
     gw = gateway([sensor("a", 1), sensor("dead", 2)], [ModbusRtuBus(id="rs485", port="/dev/null")])
     driver = StubDriver(clock, hang=frozenset({2}), budget=0.1)
     poller = Poller(gw, clock, lambda s, r: None, drivers={"rs485": driver})
-    readings = asyncio.run(poller.read_once())
+    readings = run(loop, poller.read_once())
     assert [(r.sensor, r.q) for r in readings] == [("a", Quality.OK), ("dead", Quality.TIMEOUT)]
     assert driver.closed
 
@@ -171,28 +178,29 @@ def test_read_once_reads_every_sensor_and_times_out_the_hung_one() -> None:
 def test_a_sensor_that_keeps_failing_is_polled_less_often_and_recovers_its_interval() -> None:
     from edge import poller as poller_module
 
-    clock = RealClock()
+    loop = VirtualTimeLoop()
+    clock = LoopClock(loop, EPOCH)
     gw = gateway([sensor("flaky", 1, interval=0.02)], [ModbusRtuBus(id="rs485", port="/dev/null", pause=0.0)])
     driver = StubDriver(clock, fail_times=6)
     poller = Poller(gw, clock, lambda s, r: None, drivers={"rs485": driver})
     saved = poller_module.BACKOFF_MAX
     poller_module.BACKOFF_MAX = 0.2
     try:
-        asyncio.run(run_for(poller, 1.5))
+        run(loop, run_for(poller, 1.5))
     finally:
         poller_module.BACKOFF_MAX = saved
     times = [t for _, t in driver.reads]
     g = gaps(times)
     # after failures 1 and 2 the interval, after the 3rd 2x, then 4x, 8x, capped at 0.2 s ...
-    assert all(x < 0.035 for x in g[:2]), g
-    assert 0.03 < g[2] < 0.06 and 0.07 < g[3] < 0.11 and 0.14 < g[4] < 0.2 and 0.18 < g[5] < 0.25, g
+    assert g[:6] == pytest.approx([0.02, 0.02, 0.04, 0.08, 0.16, 0.2]), g
     # ... and after the first success (the 7th read) back to the interval.
-    assert all(x < 0.035 for x in g[7:]), g
+    assert g[6:] == pytest.approx([0.02] * len(g[6:])), g
     assert len(times) > 20
 
 
 def test_interval_of_follows_the_report_policy() -> None:
-    clock = RealClock()
+    loop = VirtualTimeLoop()
+    clock = LoopClock(loop, EPOCH)
     gw = gateway([sensor("s", 1, interval=0.2)], [ModbusRtuBus(id="rs485", port="/dev/null", pause=0.0)])
     driver = StubDriver(clock)
     fast = {"on": False}
@@ -213,7 +221,7 @@ def test_interval_of_follows_the_report_policy() -> None:
         stop.set()
         await task
 
-    asyncio.run(main())
+    run(loop, main())
     times = [t for _, t in driver.reads]
     t0 = times[0]
     slow = [t for t in times if t - t0 < 0.5]

@@ -76,6 +76,7 @@ from wire import topics
 from wire.alerts import Alert
 from wire.clock import Clock, RealClock
 from wire.configfile import ConfigError
+from wire.pahologs import last_transport_error
 from wire.status import health_decoder, status_decoder
 from wire.telemetry import MAX_PAYLOAD_BYTES, Quality, RejectReason
 
@@ -641,6 +642,7 @@ class Consumer:
             log.log(level, "broker %s refused the connection: %s", self.config.mqtt.url, rc)
             return
         self._connect_problem = None
+        last_transport_error(mqttsetup.PAHO_LOG)  # a failed attempt's socket error is not the next drop's
         self._connected = True
         self._connection += 1
         log.info("connected to %s (session present: %s)", self.config.mqtt.url, flags.session_present)
@@ -666,7 +668,9 @@ class Consumer:
         self._ready.clear()
         was_connected, self._connected = self._connected, False
         if was_connected and not self._stopping:
-            log.warning("disconnected from %s: %s; reconnecting", self.config.mqtt.url, rc)
+            cause = last_transport_error(mqttsetup.PAHO_LOG)
+            why = str(rc) if cause is None else f"{rc}: {cause}"
+            log.warning("disconnected from %s: %s; reconnecting", self.config.mqtt.url, why)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self._stopping:

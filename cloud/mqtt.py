@@ -32,8 +32,10 @@ from cloud.registry import Registry
 from cloud.shard import Shard
 from wire import topics
 from wire.mqttconf import read_password, tls_context
+from wire.pahologs import paho_logger
 
 log = logging.getLogger(__name__)
+PAHO_LOG = "paho.mqtt.cloud"  # paho's own log (packets at DEBUG)
 
 SESSION_EXPIRY_S = 7 * 86400  # how long the broker keeps our subscription and queue while we are away
 # Topic filters per SUBSCRIBE packet: a shard of a registry with thousands of gateways subscribes
@@ -103,7 +105,7 @@ def make_client(config: ConsumerConfig, config_path: Path) -> mqtt.Client:
         manual_ack=True,  # acknowledge only once processed: unprocessed messages are redelivered
     )
     # paho's packet log at DEBUG (flags, topics and sizes; never passwords or payloads).
-    client.enable_logger(logging.getLogger("paho.mqtt.cloud"))
+    client.enable_logger(paho_logger(PAHO_LOG))
     if m.username:
         client.username_pw_set(m.username, read_password(m, config_path))
     if m.use_tls:

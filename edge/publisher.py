@@ -48,10 +48,12 @@ from edge.outbox import Outbox, Sealed
 from wire import topics
 from wire.clock import Clock
 from wire.mqttconf import MqttConfig, read_password, tls_context
+from wire.pahologs import last_transport_error, paho_logger
 from wire.status import Status
 from wire.telemetry import encode, utc_from_epoch
 
 log = logging.getLogger(__name__)
+PAHO_LOG = "paho.mqtt.edge"  # paho's own log (packets at DEBUG)
 
 WINDOW = 20  # messages handed to paho and not yet acknowledged (paho's default in-flight limit)
 ACK_FLUSH_DELAY = 0.05  # real seconds: PUBACKs arriving together are deleted in one transaction
@@ -158,7 +160,7 @@ class Publisher:
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         )
         # paho's packet log at DEBUG (flags, topics and sizes; never passwords or payloads).
-        client.enable_logger(logging.getLogger("paho.mqtt.edge"))
+        client.enable_logger(paho_logger(PAHO_LOG))
         if self.cfg.username is not None or self._password is not None:
             client.username_pw_set(self.cfg.username, self._password)
         if self._tls is not None:
@@ -182,13 +184,14 @@ class Publisher:
             self._loop.call_soon_threadsafe(fn, *args)
 
     def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        last_transport_error(PAHO_LOG)  # a socket error of a failed attempt is not the next drop's cause
         self._call(self._connected, rc)
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
         self._call(self._connect_failed, None)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        self._call(self._disconnected, rc)
+        self._call(self._disconnected, rc, last_transport_error(PAHO_LOG))
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
         self._call(self._published, mid, rc)
@@ -251,9 +254,10 @@ class Publisher:
         self._client.publish(topics.status(self.tenant, self.gateway), online, qos=1, retain=True)
         self.pump()
 
-    def _disconnected(self, rc: ReasonCode) -> None:
+    def _disconnected(self, rc: ReasonCode, cause: str | None = None) -> None:
         if self.connected and not self._stopping:
-            log.warning("disconnected from broker %s (%s); messages stay in the outbox", self.cfg.url, rc)
+            why = str(rc) if cause is None else f"{rc}: {cause}"
+            log.warning("disconnected from broker %s (%s); messages stay in the outbox", self.cfg.url, why)
         self.connected = False
 
     def _published(self, mid: int, rc: ReasonCode) -> None:

@@ -391,6 +391,7 @@ class Run:
     link: UplinkStats
     recorder_disconnects: int
     undecodable: list[str]
+    paho_errors: list[str]  # ERROR lines of paho's own log in the agent's logs (expected: none)
     diagnostics: str  # where to look when a check fails
 
 
@@ -501,6 +502,12 @@ def run_timeline(tmp: Path, victoria: VictoriaMetrics) -> Run:
             link=link.stats,
             recorder_disconnects=recorder.disconnects,
             undecodable=list(recorder.undecodable),
+            paho_errors=[
+                line
+                for path in agent.logs
+                for line in path.read_text(errors="replace").splitlines()
+                if " ERROR paho.mqtt." in line
+            ],
             diagnostics=f"agent logs: {logs}\n{broker.log_tail()}",
         )
 
@@ -783,6 +790,8 @@ def test_edge_agent_loses_nothing(tmp_path: Path, victoria: VictoriaMetrics) -> 
         assert len(held) >= 2, f"{name}: only {len(held)} messages sealed while the broker was down"
         assert all(d.arrived > o.end for d in held), name
     assert run.recorder_disconnects >= 3
+    # Three broker outages, a blackhole and resets: the agent said so once each, paho never as an error.
+    assert run.paho_errors == [], run.paho_errors[:5]
     # The agent died with messages on disk that the broker had not acknowledged.
     assert run.at_kill.unacked or run.at_kill.staged, f"the kill -9 found an empty outbox: {run.at_kill}"
     # The blackhole: nothing sealed during it got through before it ended, and all of it arrived.

@@ -76,6 +76,7 @@ from wire import topics
 from wire.alerts import Alert
 from wire.clock import Clock, RealClock
 from wire.configfile import ConfigError
+from wire.mqttconf import probe_broker, tls_context
 from wire.pahologs import last_transport_error
 from wire.status import health_decoder, status_decoder
 from wire.telemetry import MAX_PAYLOAD_BYTES, Quality, RejectReason
@@ -85,6 +86,7 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_MESSAGES = 50_000  # beyond this paho's thread waits: TCP backpressure to the broker
 STOP_TIMEOUT_S = 30.0
 NOTIFY_STOP_S = 5.0  # how long stop() lets the notifiers deliver what is pending
+CANNOT_CONNECT = "cannot connect"  # _connect_problem while paho retries a failed TCP or TLS connect
 TICK_S = 1.0  # silence checks, reminders and duty officers' actions are looked at this often
 ACK_GROUP = 1000  # acknowledgements handed on together (one sequence-state save for them all)
 
@@ -136,6 +138,7 @@ class Consumer:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
 
         qpath = resolve(config_path, config.quarantine_path) if config.quarantine_path else None
         self._quarantine = Quarantine(qpath, topic=config.quarantine_topic, publish=self._publish_quarantine)
@@ -653,6 +656,24 @@ class Consumer:
             log.warning("this shard owns no registered gateway: nothing to subscribe to")
             self._ready.set()
         self._republish_alerts(client)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho retries with backoff and does not say why a TCP or TLS connect failed (its own
+        # lines are at DEBUG): find out once per outage, off paho's thread, and say it once.
+        if self._connect_problem == CANNOT_CONNECT:
+            log.debug("broker %s: connection attempt failed again", self.config.mqtt.url)
+            return
+        self._connect_problem = CANNOT_CONNECT
+        threading.Thread(target=self._explain_connect_failure, name="bosai-broker-probe", daemon=True).start()
+
+    def _explain_connect_failure(self) -> None:
+        m = self.config.mqtt
+        try:
+            tls = tls_context(m.tls, self.config_path) if m.use_tls else None
+            reason = probe_broker(m.host, m.port, tls)
+        except Exception as exc:  # a probe must never be what takes the consumer down
+            reason = f"{type(exc).__name__}: {exc}"
+        log.warning("cannot connect to broker %s: %s (retrying with backoff)", m.url, reason)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
         if any(c.is_failure for c in codes):

@@ -32,8 +32,6 @@ import asyncio
 import contextlib
 import heapq
 import logging
-import socket
-import ssl
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +45,7 @@ from bosai import __version__
 from edge.outbox import Outbox, Sealed
 from wire import topics
 from wire.clock import Clock
-from wire.mqttconf import MqttConfig, read_password, tls_context
+from wire.mqttconf import MqttConfig, probe_broker, read_password, tls_context
 from wire.pahologs import last_transport_error, paho_logger
 from wire.status import Status
 from wire.telemetry import encode, utc_from_epoch
@@ -220,19 +218,8 @@ class Publisher:
             task.add_done_callback(self._background.discard)
 
     async def _explain_connect_failure(self) -> None:
-        reason = await asyncio.to_thread(self._probe)
+        reason = await asyncio.to_thread(probe_broker, self.cfg.host, self.cfg.port, self._tls)
         log.warning("cannot connect to broker %s: %s (retrying with backoff)", self.cfg.url, reason)
-
-    def _probe(self) -> str:
-        host, port = self.cfg.host, self.cfg.port
-        try:
-            with socket.create_connection((host, port), timeout=10) as sock:
-                if self._tls is not None:
-                    with self._tls.wrap_socket(sock, server_hostname=host):
-                        pass
-        except (OSError, ssl.SSLError) as exc:
-            return str(exc) or type(exc).__name__
-        return "TCP and TLS work now; the broker may have been restarting"
 
     def _connected(self, rc: ReasonCode) -> None:
         if rc.is_failure:

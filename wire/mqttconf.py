@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from pathlib import Path
 from typing import Annotated, Literal
@@ -109,3 +110,19 @@ def read_password(cfg: MqttConfig, config_path: str | Path) -> str | None:
     if cfg.password_file is None:
         return None
     return read_secret(config_path, "mqtt: field 'password_file'", cfg.password_file)
+
+
+def probe_broker(host: str, port: int, tls: ssl.SSLContext | None, timeout: float = 10.0) -> str:
+    """Why a connection to the broker fails, in the socket's or TLS's own words (blocking).
+
+    paho reports a failed TCP or TLS connect without its cause; this tries once more, by hand, so
+    that the one warning of an outage can say "Connection refused" or "certificate verify failed".
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if tls is not None:
+                with tls.wrap_socket(sock, server_hostname=host):
+                    pass
+    except (OSError, ssl.SSLError) as exc:
+        return str(exc) or type(exc).__name__
+    return "TCP and TLS work now; the broker may have been restarting"

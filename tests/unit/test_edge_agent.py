@@ -145,7 +145,6 @@ class Rising(Stub):
         return [make_reading(sensor.id, p.kind, ts, level, p.unit, q) for p in profile.modbus.points]
 
 
-
 def test_report_policy_suppresses_quiet_samples_and_sends_fast_mode_first(tmp_path: Path) -> None:
     drivers.register("modbus_rtu", Rising)
     try:

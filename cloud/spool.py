@@ -27,7 +27,6 @@ run in that order on the spool's thread.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import queue
@@ -37,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from wire import processlock
 
 log = logging.getLogger(__name__)
 
@@ -424,10 +425,8 @@ def _last_newline_end(f: BinaryIO, size: int) -> int:
 def _lock(directory: Path) -> BinaryIO:
     """An exclusive lock on the spool directory for this process's lifetime (released by the OS
     when the process dies, so a killed consumer never leaves a stale lock)."""
-    f = open(directory / "lock", "ab+")  # noqa: SIM115 - held open as the lock
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        raise SpoolBusy(f"spool {directory} is in use by another consumer process") from None
+    f = processlock.hold(directory / "lock")
+    if f is None:
+        who = processlock.holder(directory / "lock")
+        raise SpoolBusy(f"spool {directory} is in use by another consumer process ({who})")
     return f

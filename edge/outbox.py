@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from wire import processlock
+
 log = logging.getLogger(__name__)
 
 FIRST_SEQ = 1
@@ -74,6 +76,16 @@ class OutboxError(Exception):
     """The outbox cannot be opened or written (permissions, full disk, not a database)."""
 
 
+class OutboxBusy(OutboxError):
+    """Another agent has this outbox open: two would interleave sequence numbers and sends."""
+
+
+def lock_path(path: str | Path) -> Path:
+    """The lock file an agent holds beside its outbox while it runs (`wire.processlock`)."""
+    path = Path(path)
+    return path.with_name(path.name + ".lock")
+
+
 @dataclass(frozen=True, slots=True)
 class Sealed:
     seq: int
@@ -94,6 +106,17 @@ class Outbox:
         self.max_bytes = max_bytes
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = processlock.hold(lock_path(self.path))
+        except OSError as exc:
+            raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
+        if lock is None:
+            who = processlock.holder(lock_path(self.path))
+            raise OutboxBusy(
+                f"the outbox {self.path} is in use by another agent ({who}): one agent per gateway "
+                "(is the bosai-agent service running?)"
+            )
+        self._lock = lock
+        try:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -113,6 +136,7 @@ class Outbox:
                 stream = secrets.randbits(63)
                 self._set_meta("stream", stream)
         except (OSError, sqlite3.Error) as exc:
+            lock.close()
             raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
         self.stream = f"{stream:016x}"  # sent with every message: see wire.telemetry.Telemetry.stream
         self._next_seq = _next_seq(self._meta("next_seq"), max_seq)
@@ -238,6 +262,7 @@ class Outbox:
 
     def close(self) -> None:
         self._db.close()
+        self._lock.close()  # releases the lock: another agent may open it now
 
     # -- internals --------------------------------------------------------------------------
 

@@ -40,6 +40,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     registry: str  # the consumer's main registry file (relative to this file, or absolute)
     cert_broker_url: str | None = None  # the client-certificate listener: mqtts://host:8884
     cloud_users: list[str] = msgspec.field(default_factory=lambda: ["bosai-cloud"])
+    # What the cloud consumer connects to: its own listener on the cloud's network, where each
+    # shard keeps its client id (mqtts://127.0.0.1:8885); None: the password listener.
+    cloud_broker_url: str | None = None
     # Run after the broker's files changed, e.g. [systemctl, reload, mosquitto] (Mosquitto
     # re-reads its password file, ACL and CRL on SIGHUP).  None: the operator is told to do it.
     reload_command: list[str] | None = None

@@ -73,6 +73,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     init.add_argument("--no-cert-listener", action="store_true", help="password login only")
     init.add_argument(
+        "--cloud-port",
+        type=int,
+        default=8885,
+        help="TLS listener of the cloud consumer, where each shard keeps its client id (default 8885)",
+    )
+    init.add_argument(
+        "--cloud-bind",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="the cloud listener's address: loopback (default) or a private one, never public",
+    )
+    init.add_argument(
         "--reload-command",
         metavar="CMD",
         help="run after the broker's files change, e.g. 'systemctl reload mosquitto'",
@@ -216,13 +228,22 @@ def _init(args: argparse.Namespace) -> int:
     import shlex
 
     from provision.gateways import init_authority
+    from provision.mosquitto import check_listeners
 
+    cert_port = None if args.no_cert_listener else args.cert_port
+    try:
+        check_listeners(args.port, cert_port, args.cloud_port, args.cloud_bind)
+    except ValueError as exc:  # a usage error: nothing is created
+        print(f"bosai gateway init-authority: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     authority = init_authority(
         args.authority,
         broker_hosts=args.broker_host,
         registry=args.registry,
         port=args.port,
-        cert_port=None if args.no_cert_listener else args.cert_port,
+        cert_port=cert_port,
+        cloud_port=args.cloud_port,
+        cloud_bind_address=args.cloud_bind,
         reload_command=shlex.split(args.reload_command) if args.reload_command else None,
         log_acl_denials=args.log_acl_denials,
     )
@@ -231,6 +252,7 @@ def _init(args: argparse.Namespace) -> int:
     print(f"  broker config     {conf} (the whole /etc/mosquitto/mosquitto.conf: link or copy it there)")
     cloud_password = args.authority / "cloud" / "mqtt-password"
     print(f"  consumer login    user {authority.settings.cloud_users[0]}, password file {cloud_password}")
+    print(f"  consumer broker   {authority.settings.cloud_broker_url} (mqtt: url in consumer.yaml)")
     print(f"  signing key       {authority.signing_key_id()}")
     print(f"  trust anchor      {authority.signing_public_path} (goes to every gateway)")
     return EXIT_OK

@@ -56,6 +56,8 @@ def init_authority(
     registry: Path,
     port: int = 8883,
     cert_port: int | None = 8884,
+    cloud_port: int | None = 8885,
+    cloud_bind_address: str = "127.0.0.1",
     reload_command: list[str] | None = None,
     cloud_user: str = mosquitto.DEFAULT_CLOUD_USER,
     log_file: str | None = None,
@@ -69,11 +71,16 @@ def init_authority(
         raise AuthorityError(f"{root} already holds an authority; refusing to overwrite its keys")
     if not broker_hosts:
         raise AuthorityError("give the broker's host name(s) (--broker-host), as gateways will reach it")
+    try:
+        mosquitto.check_listeners(port, cert_port, cloud_port, cloud_bind_address)
+    except ValueError as exc:
+        raise AuthorityError(str(exc)) from None
     settings = Settings(
         broker_url=f"mqtts://{broker_hosts[0]}:{port}",
         cert_broker_url=f"mqtts://{broker_hosts[0]}:{cert_port}" if cert_port else None,
         registry=str(registry.resolve()),
         cloud_users=[cloud_user],
+        cloud_broker_url=f"mqtts://{_url_host(cloud_bind_address)}:{cloud_port}" if cloud_port else None,
         reload_command=reload_command,
     )
     private_dir(root)
@@ -86,7 +93,9 @@ def init_authority(
 
     broker = root / "broker"
     broker.mkdir(parents=True, exist_ok=True)
-    server = pki.issue_server_cert(ca, list(broker_hosts))
+    # The consumer verifies the broker by the cloud listener's address, so it is in the certificate.
+    cloud_hosts = [cloud_bind_address] if cloud_port and cloud_bind_address not in broker_hosts else []
+    server = pki.issue_server_cert(ca, [*broker_hosts, *cloud_hosts])
     write_public_file(broker / "ca.crt", ca.cert_pem)
     write_public_file(broker / "server.crt", server.cert_pem)
     write_secret_file(broker / "server.key", server.key_pem)
@@ -94,6 +103,8 @@ def init_authority(
         etc_dir=str(broker.resolve()),
         port=port,
         cert_port=cert_port,
+        cloud_port=cloud_port,
+        cloud_bind_address=cloud_bind_address,
         log_file=log_file,
         run_as_user=run_as_user,
         persistence_dir=persistence_dir,
@@ -111,6 +122,10 @@ def init_authority(
     authority = Authority(root)
     _write_acl_and_crl(authority)
     return authority
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address  # an IPv6 address in a URL
 
 
 def provision(

@@ -312,20 +312,24 @@ acl_file {etc}/acl
 """
 
 _PASSWORD_LISTENER = """\
-# Gateways and the cloud consumer log in with a username and password, over TLS only.  TLS 1.2
-# is the floor: older versions have known weaknesses.
+# Gateways log in with a username and password, over TLS only.  TLS 1.2 is the floor: older
+# versions have known weaknesses.  The username ("tenant/gateway") replaces the client id the
+# gateway sent, so no gateway's credentials can take another one's session over and disconnect
+# it (Mosquitto otherwise lets any logged-in client use any client id).
 listener {port}{bind}
 protocol mqtt
 cafile {etc}/ca.crt
 certfile {etc}/server.crt
 keyfile {etc}/server.key
 tls_version tlsv1.2
+use_username_as_clientid true
 """
 
 _CERT_LISTENER = """\
 # Gateways with a client certificate from the project CA.  The certificate's CN
 # ("tenant/gateway") becomes the MQTT username, so the same ACL applies; a certificate listed
-# in the CRL (revoked by `bosai gateway revoke`) is refused after a reload (SIGHUP).
+# in the CRL (revoked by `bosai gateway revoke`) is refused after a reload (SIGHUP).  That
+# username is the client id too, as on the password listener.
 listener {port}{bind}
 protocol mqtt
 cafile {etc}/ca.crt
@@ -334,7 +338,22 @@ keyfile {etc}/server.key
 tls_version tlsv1.2
 require_certificate true
 use_identity_as_username true
+use_username_as_clientid true
 crlfile {etc}/crl.pem
+"""
+
+_CLOUD_LISTENER = """\
+# The cloud consumer's listener: username and password over TLS, keeping the client id the
+# consumer sends, because each shard of one login needs its own persistent session
+# ("bosai-cloud-s0of4", ...).  Bound to the cloud's own network only (loopback by default, or
+# a private address): gateways cannot reach it, so their credentials cannot use it to choose a
+# client id.
+listener {port} {bind}
+protocol mqtt
+cafile {etc}/ca.crt
+certfile {etc}/server.crt
+keyfile {etc}/server.key
+tls_version tlsv1.2
 """
 
 _LOGGING = """\
@@ -378,11 +397,29 @@ max_packet_size 266240
 """
 
 
+def check_listeners(
+    port: int, cert_port: int | None, cloud_port: int | None, cloud_bind_address: str
+) -> None:
+    """ValueError, in words for the operator, if the listeners cannot be configured like this."""
+    ports = {"--port": port, "--cert-port": cert_port, "--cloud-port": cloud_port}
+    given = {flag: p for flag, p in ports.items() if p is not None}
+    for flag, p in given.items():
+        if not 0 < p < 65536:
+            raise ValueError(f"{flag} {p} is not a TCP port")
+        same = [other for other, q in given.items() if q == p and other != flag]
+        if same:
+            raise ValueError(f"{flag} and {same[0]} are both {p}: each listener needs its own port")
+    if cloud_port is not None and not cloud_bind_address.strip():
+        raise ValueError("the cloud listener needs an address to bind to (loopback or a private one)")
+
+
 def broker_conf(
     *,
     etc_dir: str = PRODUCTION_ETC_DIR,
     port: int = 8883,
     cert_port: int | None = 8884,
+    cloud_port: int | None = 8885,
+    cloud_bind_address: str = "127.0.0.1",
     bind_address: str | None = None,
     persistence_dir: str = "/var/lib/mosquitto/",
     log_file: str | None = None,
@@ -393,14 +430,17 @@ def broker_conf(
 
     `log_acl_denials` turns on Mosquitto's debug log, the only place it reports ACL denials.
 
+    `cloud_port` is the consumer's listener on `cloud_bind_address` (never a public address:
+    it is the one listener where a login may choose its client id).  None leaves the consumer
+    on the password listener, where its client id is its username: one consumer process only.
+
     `log_file` None keeps Mosquitto's default log destination (the Debian package's
     /etc/mosquitto/mosquitto.conf sends it to /var/log/mosquitto/mosquitto.log);
     `run_as_user` None keeps Mosquitto's default (it drops root to user "mosquitto").
     """
     etc = etc_dir.rstrip("/") or "/"
     bind = f" {bind_address}" if bind_address else ""
-    if cert_port is not None and cert_port == port:
-        raise ValueError("the password listener and the certificate listener need different ports")
+    check_listeners(port, cert_port, cloud_port, cloud_bind_address)
     parts = [_HEADER]
     if run_as_user is not None:
         parts.append(f"# Mosquitto started as root drops to this user.\nuser {run_as_user}\n")
@@ -408,6 +448,8 @@ def broker_conf(
     parts.append(_PASSWORD_LISTENER.format(port=port, bind=bind, etc=etc))
     if cert_port is not None:
         parts.append(_CERT_LISTENER.format(port=cert_port, bind=bind, etc=etc))
+    if cloud_port is not None:
+        parts.append(_CLOUD_LISTENER.format(port=cloud_port, bind=cloud_bind_address, etc=etc))
     parts.append(
         _LOGGING.format(
             log_dest=f"log_dest file {log_file}\n" if log_file else "",

@@ -8,7 +8,9 @@ because the cloud watches the gateway's status topic).  Each step is a `CheckIte
 is written for someone in the field: what was seen, and for a FAIL what to do next.
 
 It opens the serial ports itself, so it is run with the agent stopped; a port the agent holds is
-reported as busy.  No secret is ever part of an item: files are named, never shown.
+reported as busy, and while the agent holds its outbox the MQTT login is skipped (the broker
+makes the login the client id: logging in would disconnect the agent).  No secret is ever part
+of an item: files are named, never shown.
 
 The modules: `items` (what a check yields), `local` (config, secrets, clock), `buses` (bus scans
 and sensor reads), `broker` (DNS to MQTT login), `output` (text, JSON, exit code, command-line

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 from edge.check.items import Checklist, Status
 from edge.config import LoadedGateway
+from edge.outbox import lock_path
+from wire import processlock
 from wire.configfile import ConfigError, resolve
 from wire.mqttconf import MqttConfig, read_password, tls_context
 
@@ -77,6 +79,20 @@ async def check_broker_steps(loaded: LoadedGateway, timeout: float, out: Checkli
         password = read_password(cfg, loaded.path)
     except ConfigError:
         skip(["login"], "the password file cannot be used (see secrets above)")
+        return
+    outbox = loaded.resolve(loaded.config.outbox.path)
+    if processlock.held_by_another(lock_path(outbox)):
+        # The broker makes a gateway's login its client id, so logging in now would disconnect the
+        # running agent and publish its Last Will ("offline") to the status topic the cloud watches.
+        who = processlock.holder(lock_path(outbox))
+        out.add(
+            "broker",
+            "login",
+            Status.SKIP,
+            f"not tried: the agent is running ({who} holds {outbox}); a login with its identity would "
+            "disconnect it. Its health message says whether it is connected; to test the login here, "
+            "stop it first (systemctl stop bosai-agent)",
+        )
         return
     client_id = _check_client_id(cfg, loaded)
     result = await asyncio.to_thread(_mqtt_login, cfg, host, port, password, context, client_id, timeout)
@@ -206,8 +222,9 @@ def _name(rdns: object) -> str:
 
 
 def _check_client_id(cfg: MqttConfig, loaded: LoadedGateway) -> str:
-    # Not the agent's own client id: if the agent were still connected, the broker would drop it
-    # for ours and publish its Last Will ("offline") to the status topic the cloud watches.
+    # Not the agent's own client id, for brokers that keep the client's: if the agent were still
+    # connected, the broker would drop it for ours and publish its Last Will ("offline").  (The
+    # generated Mosquitto config replaces it by the login anyway: see the running-agent check.)
     base = cfg.client_id or f"bosai-{loaded.config.tenant}-{loaded.config.gateway}"
     return f"{base}-check"
 

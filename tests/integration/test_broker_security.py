@@ -64,6 +64,7 @@ class Broker:
     tmp: Path
     port: int
     cert_port: int
+    cloud_port: int
     ca: pki.Issued
     passwords: dict[str, str]
     gateways: list[GatewayAccess]
@@ -104,11 +105,12 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     password_file.save(etc / "passwords")
 
     workdir = tmp_path / "broker"
-    port, cert_port = free_port(), free_port()
+    port, cert_port, cloud_port = free_port(), free_port(), free_port()
     conf = broker_conf(
         etc_dir=str(etc),
         port=port,
         cert_port=cert_port,
+        cloud_port=cloud_port,
         bind_address="127.0.0.1",
         persistence_dir=str(tmp_path / "data"),
         log_file=str(GeneratedMosquitto.log_file(workdir)),
@@ -118,7 +120,15 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     )
     (tmp_path / "data").mkdir()
     state = Broker(
-        GeneratedMosquitto(workdir, conf, port), etc, tmp_path, port, cert_port, ca, passwords, list(GATEWAYS)
+        GeneratedMosquitto(workdir, conf, port),
+        etc,
+        tmp_path,
+        port,
+        cert_port,
+        cloud_port,
+        ca,
+        passwords,
+        list(GATEWAYS),
     )
     state.write_acl()
     state.write_crl()
@@ -249,7 +259,7 @@ def refused(
 
 
 def cloud_watching_telemetry(clients: list[Client], broker: Broker) -> Client:
-    cloud = connected(clients, broker, CLOUD)
+    cloud = connected(clients, broker, CLOUD, port=broker.cloud_port)
     assert not cloud.subscribe(topics.telemetry_filter())[0].is_failure
     return cloud
 
@@ -335,7 +345,7 @@ def test_gateway_subscribing_to_everything_or_another_gateway_receives_nothing_i
         # Mosquitto 2.0's acl_file grants any subscription (SUBACK QoS 1) and checks every delivery.
         assert [rc.value for rc in snoop.subscribe(topic_filter)] == [1], topic_filter
     other = connected(clients, broker, GWB.username)
-    cloud = connected(clients, broker, CLOUD)
+    cloud = connected(clients, broker, CLOUD, port=broker.cloud_port)
     assert not other.publish(topics.telemetry(GWB.tenant, GWB.gateway)).is_failure
     assert not other.publish(topics.status(GWB.tenant, GWB.gateway)).is_failure
     assert not cloud.publish(
@@ -386,6 +396,37 @@ def test_rotated_password_replaces_the_old_one(broker: Broker, clients: list[Cli
     gw = connected(clients, broker, GWA.username)
     assert not gw.publish(topics.telemetry(GWA.tenant, GWA.gateway)).is_failure
     connected(clients, broker, GWB.username)  # the other gateways' passwords are untouched
+
+
+def test_a_gateways_login_cannot_take_another_gateways_session_over(
+    broker: Broker, clients: list[Client]
+) -> None:
+    victim = connected(clients, broker, GWA.username, client_id="bosai-t1-gwa")
+    # GWB's credentials sending GWA's client id, or GWA's username as one: the gateway listener
+    # makes the username the client id, so the intruder gets its own session and GWA keeps its.
+    for stolen_id in ("bosai-t1-gwa", GWA.username):
+        intruder = connected(clients, broker, GWB.username, client_id=stolen_id)
+        assert not intruder.publish(topics.telemetry(GWB.tenant, GWB.gateway)).is_failure
+        intruder.close()
+    cert = broker.client_cert(pki.issue_client_cert(broker.ca, GWB.username), "gwb-id")
+    intruder = connected(clients, broker, GWB.username, cert=cert)  # the certificate listener too
+    intruder.close()
+    assert victim.connected and victim.disconnects == []
+    assert not victim.publish(topics.telemetry(GWA.tenant, GWA.gateway)).is_failure
+
+    # It is the username that is the id there: the same login twice is one session, the newer wins.
+    first = connected(clients, broker, GWB.username, client_id="first")
+    connected(clients, broker, GWB.username, client_id="second")
+    wait_for(lambda: bool(first.disconnects), "the first GWB connection to be taken over", TIMEOUT)
+
+    # The cloud listener keeps the client id: two shards of one consumer login, two sessions.
+    shards = [
+        connected(clients, broker, CLOUD, port=broker.cloud_port, client_id=f"bosai-cloud-s{i}of2")
+        for i in range(2)
+    ]
+    for shard in shards:
+        assert not shard.subscribe(topics.telemetry_filter())[0].is_failure
+    assert all(shard.connected and shard.disconnects == [] for shard in shards)
 
 
 def test_client_certificate_listener(broker: Broker, clients: list[Client]) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import secrets
+import subprocess
 import sys
 import termios
 from collections.abc import Iterator
@@ -301,3 +302,35 @@ def test_a_port_held_by_another_program_is_reported_busy(pty: tuple[int, str]) -
     asyncio.run(open_serial(bus))  # free again
     with pytest.raises(PortError, match="does not exist"):
         asyncio.run(open_serial(ModbusRtuBus(id="rs485-1", port="/dev/ttyNOPE9")))
+
+
+def test_the_login_is_not_tried_while_the_agent_runs(tmp_path: Path, broker: Mosquitto) -> None:
+    serial_buses = ("rs485-1", "snow-serial", "incl-serial")
+    endpoints = Endpoints({"plc-tcp": ("127.0.0.1", 1)}, {b: "/dev/null" for b in serial_buses})
+    loaded = load_gateway(gateway_config(broker, endpoints, tmp_path / "gw" / "gw.yaml"))
+    outbox = loaded.resolve(loaded.config.outbox.path)
+    logged_before = len(broker.log_path.read_text(errors="replace"))
+    # Another process with the gateway's outbox open, as the running agent has it.
+    code = "import sys; from edge.outbox import Outbox; box = Outbox(sys.argv[1]); print('open', flush=True)"
+    code += "; input()"  # held until killed
+    agent = subprocess.Popen(
+        [sys.executable, "-c", code, str(outbox)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert agent.stdout is not None and agent.stdout.readline() == "open\n"
+        items = asyncio.run(check_broker(loaded, timeout=5))
+    finally:
+        agent.kill()
+        agent.wait()
+    assert [(i.name, i.status) for i in items] == [
+        ("DNS", Status.PASS),
+        ("TCP connect", Status.PASS),
+        ("TLS handshake", Status.PASS),
+        ("login", Status.SKIP),
+    ]
+    assert f"the agent is running (process {agent.pid} holds {outbox})" in items[3].detail
+    logged = broker.log_path.read_text(errors="replace")[logged_before:]
+    assert "-check" not in logged  # no login, so the agent was not disconnected
+    # With the agent gone (killed: the OS released its lock) the login is tried again.
+    items = asyncio.run(check_broker(loaded, timeout=5))
+    assert items[3].status is Status.PASS, items[3]

@@ -173,6 +173,7 @@ def start_broker(tmp: Path) -> tuple[Authority, GeneratedMosquitto]:
         registry=registry,
         port=port,
         cert_port=cert_port,
+        cloud_port=free_port(),
         log_file=str(GeneratedMosquitto.log_file(workdir)),
         # Started as root, Mosquitto would drop to user "mosquitto", who cannot read tmp_path.
         run_as_user=pwd.getpwuid(os.getuid()).pw_name,
@@ -192,7 +193,7 @@ def start_broker(tmp: Path) -> tuple[Authority, GeneratedMosquitto]:
 def consumer_config(tmp: Path, authority: Authority, broker: GeneratedMosquitto, metrics_port: int) -> Path:
     raw = {
         "mqtt": {
-            "url": f"mqtts://127.0.0.1:{broker.port}",
+            "url": authority.settings.cloud_broker_url,  # the consumer's own listener
             "client_id": "cloud-test",
             "username": "bosai-cloud",
             "password_file": str(authority.root / "cloud" / "mqtt-password"),

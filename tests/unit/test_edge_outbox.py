@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import FIRST_SEQ, Outbox, OutboxError
+from edge.outbox import FIRST_SEQ, Outbox, OutboxBusy, OutboxError
 
 
 def make_payload(seq: int, readings: list[bytes]) -> bytes:
@@ -230,3 +231,29 @@ def test_the_stream_id_is_kept_with_the_counter(tmp_path: Path) -> None:
     assert Outbox(path).stream == stream  # the same counter, the same stream
     assert Outbox(tmp_path / "other.sqlite").stream != stream  # a new outbox numbers anew
     assert len(stream) == 16 and int(stream, 16) >= 0
+
+
+def test_one_agent_per_outbox_and_a_killed_one_leaves_no_lock(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    first = Outbox(path)
+    with pytest.raises(OutboxBusy, match=rf"in use by another agent \(process {os.getpid()}\)"):
+        Outbox(path)
+    first.close()
+    Outbox(path).close()  # free once closed
+
+    # Another process holds it, then is killed: the OS releases the lock with the process.
+    code = "import sys; from edge.outbox import Outbox; box = Outbox(sys.argv[1]); print('open', flush=True)"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code + "; input()", str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        with pytest.raises(OutboxBusy, match=rf"\(process {holder.pid}\)"):
+            Outbox(path)
+    finally:
+        holder.kill()  # SIGKILL: no close, no cleanup
+        holder.wait()
+    Outbox(path).close()

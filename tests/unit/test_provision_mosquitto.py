@@ -188,7 +188,7 @@ def test_broker_conf_is_tls_only_without_anonymous_access() -> None:
         "acl_file /etc/mosquitto/bosai/acl",
     ]
     listeners = [i for i, line in enumerate(conf) if line.startswith("listener ")]
-    assert [conf[i] for i in listeners] == ["listener 8883", "listener 8884"]
+    assert [conf[i] for i in listeners] == ["listener 8883", "listener 8884", "listener 8885 127.0.0.1"]
     for start, end in zip(listeners, [*listeners[1:], len(conf)], strict=True):
         block = conf[start:end]
         for line in (
@@ -198,14 +198,18 @@ def test_broker_conf_is_tls_only_without_anonymous_access() -> None:
             "tls_version tlsv1.2",
         ):
             assert line in block, (conf[start], line)
-    cert_block = conf[listeners[1] :]
+    blocks = [directives(block) for block in broker_conf().split("\n\n")]
+    password_block, cert_block, cloud_block = [b for b in blocks if b and b[0].startswith("listener ")]
     for line in (
         "require_certificate true",
         "use_identity_as_username true",
         "crlfile /etc/mosquitto/bosai/crl.pem",
     ):
         assert line in cert_block
-    assert "require_certificate true" not in conf[: listeners[1]]
+    assert "require_certificate true" not in password_block + cloud_block
+    # a gateway's client id is its username on both gateway listeners; the consumer's shards keep theirs
+    assert "use_username_as_clientid true" in password_block and "use_username_as_clientid true" in cert_block
+    assert "use_username_as_clientid true" not in cloud_block
     for line in ("connection_messages true", "log_type notice", "log_type error"):
         assert line in conf
     assert "log_type debug" not in conf  # a line per message: only on request
@@ -225,6 +229,7 @@ def test_broker_conf_options() -> None:
             etc_dir="/srv/bosai/",
             port=18883,
             cert_port=None,
+            cloud_port=None,
             bind_address="127.0.0.1",
             persistence_dir="/tmp/data",
             log_file="/tmp/m.log",
@@ -237,6 +242,16 @@ def test_broker_conf_options() -> None:
     assert {"persistence_location /tmp/data/", "log_dest file /tmp/m.log", "user me"} <= set(conf)
     with pytest.raises(ValueError):
         broker_conf(port=8883, cert_port=8883)
+    with pytest.raises(ValueError):
+        broker_conf(port=8883, cloud_port=8883)
+    with pytest.raises(ValueError):
+        broker_conf(cloud_bind_address=" ")
+    cloud = directives(broker_conf(cloud_port=18885, cloud_bind_address="10.0.0.5"))
+    assert "listener 18885 10.0.0.5" in cloud
+    assert [line for line in directives(broker_conf(cloud_port=None)) if line.startswith("listener")] == [
+        "listener 8883",
+        "listener 8884",
+    ]
 
 
 def test_every_directive_has_a_comment_saying_why() -> None:

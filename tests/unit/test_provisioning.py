@@ -4,6 +4,7 @@ real Mosquitto is tests/integration/test_provisioned_gateway.py."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import yaml
+from cryptography import x509
 
 from bosai.cli import main
 from bosai.paths import PROFILES_DIR, REPO_ROOT
@@ -96,6 +98,13 @@ def test_the_authority_keeps_its_keys_private_and_the_broker_closed(authority: A
     assert "allow_anonymous false" in conf
     assert "tls_version tlsv1.2" in conf
     assert "bosai-cloud" in mosquitto.PasswordFile.load(root / "broker" / "passwords").users()
+    # The consumer has its own listener on loopback, and the broker's certificate names that address.
+    assert "listener 8885 127.0.0.1" in conf
+    assert authority.settings.cloud_broker_url == "mqtts://127.0.0.1:8885"
+    san = x509.load_pem_x509_certificate((root / "broker" / "server.crt").read_bytes()).extensions
+    names = san.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("127.0.0.1") in names.get_values_for_type(x509.IPAddress)
+    assert "broker.example.jp" in names.get_values_for_type(x509.DNSName)
     with pytest.raises(AuthorityError, match="already holds an authority"):
         init_authority(root, broker_hosts=["x"], registry=authority.registry_path)
 
@@ -324,3 +333,20 @@ def test_committed_example_gateway_configs_are_what_the_sheets_generate(name: st
         gateway.config.mqtt.url.startswith("mqtts://")
         and gateway.config.mqtt.password_file == "mqtt-password"
     )
+
+
+def test_listeners_on_one_port_are_a_usage_error_and_create_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(REGISTRY, encoding="utf-8")
+    argv = ["gateway", "init-authority", "--authority", str(tmp_path / "a"), "--broker-host", "b.example.jp"]
+    argv += ["--registry", str(registry)]
+    assert main([*argv, "--cloud-port", "8883"]) == 2
+    assert "--port and --cloud-port are both 8883" in capsys.readouterr().err
+    assert main([*argv, "--cert-port", "70000"]) == 2
+    assert "--cert-port 70000 is not a TCP port" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    assert main([*argv, "--cloud-bind", "10.0.0.5", "--cloud-port", "18885"]) == 0
+    assert "consumer broker   mqtts://10.0.0.5:18885" in capsys.readouterr().out
+    assert "listener 18885 10.0.0.5" in (tmp_path / "a" / "broker" / "mosquitto.conf").read_text()

@@ -311,18 +311,22 @@ password_file {etc}/passwords
 acl_file {etc}/acl
 """
 
+# Every listener: MQTT over TLS 1.2 or later with the broker's certificate from the project CA.
+_TLS = """\
+protocol mqtt
+cafile {etc}/ca.crt
+certfile {etc}/server.crt
+keyfile {etc}/server.key
+tls_version tlsv1.2
+"""
+
 _PASSWORD_LISTENER = """\
 # Gateways log in with a username and password, over TLS only.  TLS 1.2 is the floor: older
 # versions have known weaknesses.  The username ("tenant/gateway") replaces the client id the
 # gateway sent, so no gateway's credentials can take another one's session over and disconnect
 # it (Mosquitto otherwise lets any logged-in client use any client id).
 listener {port}{bind}
-protocol mqtt
-cafile {etc}/ca.crt
-certfile {etc}/server.crt
-keyfile {etc}/server.key
-tls_version tlsv1.2
-use_username_as_clientid true
+{tls}use_username_as_clientid true
 """
 
 _CERT_LISTENER = """\
@@ -331,12 +335,7 @@ _CERT_LISTENER = """\
 # in the CRL (revoked by `bosai gateway revoke`) is refused after a reload (SIGHUP).  That
 # username is the client id too, as on the password listener.
 listener {port}{bind}
-protocol mqtt
-cafile {etc}/ca.crt
-certfile {etc}/server.crt
-keyfile {etc}/server.key
-tls_version tlsv1.2
-require_certificate true
+{tls}require_certificate true
 use_identity_as_username true
 use_username_as_clientid true
 crlfile {etc}/crl.pem
@@ -349,12 +348,7 @@ _CLOUD_LISTENER = """\
 # a private address): gateways cannot reach it, so their credentials cannot use it to choose a
 # client id.
 listener {port} {bind}
-protocol mqtt
-cafile {etc}/ca.crt
-certfile {etc}/server.crt
-keyfile {etc}/server.key
-tls_version tlsv1.2
-"""
+{tls}"""
 
 _LOGGING = """\
 # Failed logins and ACL denials must be visible (issue 7): the cloud consumer follows this log
@@ -445,11 +439,12 @@ def broker_conf(
     if run_as_user is not None:
         parts.append(f"# Mosquitto started as root drops to this user.\nuser {run_as_user}\n")
     parts.append(_SECURITY.format(etc=etc))
-    parts.append(_PASSWORD_LISTENER.format(port=port, bind=bind, etc=etc))
+    tls = _TLS.format(etc=etc)
+    parts.append(_PASSWORD_LISTENER.format(port=port, bind=bind, etc=etc, tls=tls))
     if cert_port is not None:
-        parts.append(_CERT_LISTENER.format(port=cert_port, bind=bind, etc=etc))
+        parts.append(_CERT_LISTENER.format(port=cert_port, bind=bind, etc=etc, tls=tls))
     if cloud_port is not None:
-        parts.append(_CLOUD_LISTENER.format(port=cloud_port, bind=cloud_bind_address, etc=etc))
+        parts.append(_CLOUD_LISTENER.format(port=cloud_port, bind=cloud_bind_address, tls=tls))
     parts.append(
         _LOGGING.format(
             log_dest=f"log_dest file {log_file}\n" if log_file else "",

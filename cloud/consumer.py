@@ -77,7 +77,7 @@ from wire.alerts import Alert
 from wire.clock import Clock, RealClock
 from wire.configfile import ConfigError
 from wire.mqttconf import probe_broker, tls_context
-from wire.pahologs import last_transport_error
+from wire.pahologs import disconnect_reason, last_transport_error
 from wire.status import health_decoder, status_decoder
 from wire.telemetry import MAX_PAYLOAD_BYTES, Quality, RejectReason
 
@@ -689,8 +689,7 @@ class Consumer:
         self._ready.clear()
         was_connected, self._connected = self._connected, False
         if was_connected and not self._stopping:
-            cause = last_transport_error(mqttsetup.PAHO_LOG)
-            why = str(rc) if cause is None else f"{rc}: {cause}"
+            why = disconnect_reason(rc, mqttsetup.PAHO_LOG)
             log.warning("disconnected from %s: %s; reconnecting", self.config.mqtt.url, why)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:

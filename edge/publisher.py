@@ -46,7 +46,7 @@ from edge.outbox import Outbox, Sealed
 from wire import topics
 from wire.clock import Clock
 from wire.mqttconf import MqttConfig, probe_broker, read_password, tls_context
-from wire.pahologs import last_transport_error, paho_logger
+from wire.pahologs import disconnect_reason, last_transport_error, paho_logger
 from wire.status import Status
 from wire.telemetry import encode, utc_from_epoch
 
@@ -189,7 +189,7 @@ class Publisher:
         self._call(self._connect_failed, None)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        self._call(self._disconnected, rc, last_transport_error(PAHO_LOG))
+        self._call(self._disconnected, disconnect_reason(rc, PAHO_LOG))
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
         self._call(self._published, mid, rc)
@@ -241,9 +241,8 @@ class Publisher:
         self._client.publish(topics.status(self.tenant, self.gateway), online, qos=1, retain=True)
         self.pump()
 
-    def _disconnected(self, rc: ReasonCode, cause: str | None = None) -> None:
+    def _disconnected(self, why: str) -> None:
         if self.connected and not self._stopping:
-            why = str(rc) if cause is None else f"{rc}: {cause}"
             log.warning("disconnected from broker %s (%s); messages stay in the outbox", self.cfg.url, why)
         self.connected = False
 

@@ -57,6 +57,12 @@ def paho_logger(name: str) -> logging.Logger:
     return logger
 
 
+def disconnect_reason(reason: object, name: str) -> str:
+    """paho's reason for a disconnect, with the socket error behind it when there was one (taken)."""
+    cause = last_transport_error(name)
+    return str(reason) if cause is None else f"{reason}: {cause}"
+
+
 def last_transport_error(name: str) -> str | None:
     """paho's socket error since the last call (e.g. for a disconnect warning), or None."""
     installed = _installed(logging.getLogger(name))

@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from wire.pahologs import last_transport_error, paho_logger
+from wire.pahologs import disconnect_reason, last_transport_error, paho_logger
 
 
 def test_socket_errors_are_demoted_and_the_last_cause_kept(caplog: pytest.LogCaptureFixture) -> None:
@@ -25,8 +25,9 @@ def test_socket_errors_are_demoted_and_the_last_cause_kept(caplog: pytest.LogCap
     ]
     # the cause of the drop, not paho's restatement that it is not connected; taken once
     reset = "failed to receive on socket: [Errno 104] Connection reset by peer"
-    assert last_transport_error(logger.name) == reset
+    assert disconnect_reason("Unspecified error", logger.name) == f"Unspecified error: {reset}"
     assert last_transport_error(logger.name) is None
+    assert disconnect_reason("Unspecified error", logger.name) == "Unspecified error"  # taken once
     assert last_transport_error("paho.mqtt.never-installed") is None
     caplog.clear()
     with caplog.at_level(logging.DEBUG, logger=logger.name):
